@@ -1,0 +1,103 @@
+package netmsg
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lxzan/gws"
+)
+
+// endpoint is what a Server and a Client share: configuration, handlers, and
+// the goroutines their sessions start.
+type endpoint struct {
+	cfg *config
+	reg registry
+
+	// wg counts every goroutine started for sessions: read loops, dispatchers
+	// and writers. Server.Shutdown and Client.Close wait for it.
+	wg sync.WaitGroup
+
+	// active counts envelopes queued or being handled, for the drain.
+	active   atomic.Int64
+	draining atomic.Bool
+
+	// closed is called once per session, on its read loop, after it closed.
+	closed func(*Session, *CloseError)
+
+	lateResponses    atomic.Uint64
+	unknownResponses atomic.Uint64
+}
+
+func (ep *endpoint) handlerRegistry() *registry { return &ep.reg }
+
+func (ep *endpoint) done1() { ep.active.Add(-1) }
+
+func (ep *endpoint) reportError(s *Session, err error) {
+	ep.cfg.logger.Warn(err.Error(), "session", s.id)
+	if ep.cfg.onError != nil {
+		ep.cfg.onError(s, err)
+	}
+}
+
+func (ep *endpoint) unhandled(s *Session, typ string) {
+	ep.cfg.logger.Debug("netmsg: no handler for message", "type", typ, "session", s.id)
+	if ep.cfg.onUnhandled != nil {
+		ep.cfg.onUnhandled(s, typ)
+	}
+}
+
+func (ep *endpoint) sessionClosed(s *Session, ce *CloseError) {
+	if ep.closed != nil {
+		ep.closed(s, ce)
+	}
+}
+
+// Stats are counters of an endpoint, for monitoring.
+type Stats struct {
+	// LateResponses counts responses that arrived after their caller gave up.
+	LateResponses uint64
+	// UnknownResponses counts responses for ids never asked or already answered.
+	UnknownResponses uint64
+}
+
+func (ep *endpoint) stats() Stats {
+	return Stats{LateResponses: ep.lateResponses.Load(), UnknownResponses: ep.unknownResponses.Load()}
+}
+
+// msDuration converts a timeout in milliseconds, capping absurd values.
+func msDuration(ms uint64) time.Duration {
+	const maxMs = uint64(1<<63-1) / uint64(time.Millisecond)
+	if ms > maxMs {
+		ms = maxMs
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// gwsEvents routes gws's callbacks to the Session stored in the connection.
+type gwsEvents struct{}
+
+func sessionOf(c *gws.Conn) *Session { return c.Session().(*sessionSlot).s }
+
+func (gwsEvents) OnOpen(*gws.Conn)                      {}
+func (gwsEvents) OnClose(c *gws.Conn, err error)        { sessionOf(c).onClose(err) }
+func (gwsEvents) OnPing(c *gws.Conn, p []byte)          { sessionOf(c).onPing(p) }
+func (gwsEvents) OnPong(c *gws.Conn, p []byte)          { sessionOf(c).onPong(p) }
+func (gwsEvents) OnMessage(c *gws.Conn, m *gws.Message) { sessionOf(c).onMessage(m) }
+
+// gwsLogger forwards gws's own error logs (recovered panics) to slog.
+type gwsLogger struct{ ep *endpoint }
+
+func (l gwsLogger) Error(v ...any) { l.ep.cfg.logger.Error("gws: " + fmt.Sprint(v...)) }
+
+// startReading runs the session's read loop on a goroutine the endpoint owns.
+// The caller has counted it in ep.wg already.
+func (ep *endpoint) startReading(s *Session) {
+	s.reading.Store(true)
+	s.startHeartbeat()
+	go func() {
+		defer ep.wg.Done()
+		s.conn.ReadLoop()
+	}()
+}

@@ -1,0 +1,342 @@
+package netmsg
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/netmsg/netmsg/serializer"
+)
+
+// Defaults, in one place.
+const (
+	DefaultHeartbeatInterval = 5 * time.Second
+	DefaultReceiveTimeout    = 15 * time.Second
+	DefaultRequestTimeout    = 10 * time.Second
+	DefaultDisconnectTimeout = 3 * time.Second
+	DefaultWriteTimeout      = 10 * time.Second
+	DefaultHandshakeTimeout  = 10 * time.Second
+	DefaultDialTimeout       = 10 * time.Second
+	DefaultMaxMessageSize    = 1 << 20
+	DefaultMaxQueuedBytes    = 4 << 20
+	DefaultMailboxSize       = 256
+)
+
+// config holds what both ends share.
+type config struct {
+	serializers       []serializer.Serializer
+	heartbeatInterval time.Duration
+	receiveTimeout    time.Duration
+	requestTimeout    time.Duration
+	disconnectTimeout time.Duration
+	writeTimeout      time.Duration
+	handshakeTimeout  time.Duration
+	maxMessageSize    int
+	maxQueuedBytes    int
+	mailboxSize       int
+	concurrency       int
+	compression       bool
+	logger            *slog.Logger
+	onError           func(*Session, error)
+	onUnhandled       func(*Session, string)
+}
+
+func defaultConfig() config {
+	return config{
+		serializers:       []serializer.Serializer{serializer.JSON{}},
+		heartbeatInterval: DefaultHeartbeatInterval,
+		receiveTimeout:    DefaultReceiveTimeout,
+		requestTimeout:    DefaultRequestTimeout,
+		disconnectTimeout: DefaultDisconnectTimeout,
+		writeTimeout:      DefaultWriteTimeout,
+		handshakeTimeout:  DefaultHandshakeTimeout,
+		maxMessageSize:    DefaultMaxMessageSize,
+		maxQueuedBytes:    DefaultMaxQueuedBytes,
+		mailboxSize:       DefaultMailboxSize,
+		concurrency:       1,
+		logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+}
+
+type serverConfig struct {
+	config
+	allowedOrigins []string
+	authorize      func(r *http.Request) (context.Context, error)
+	onSessionOpen  func(*Session)
+	onSessionClose func(*Session, *CloseError)
+}
+
+type clientConfig struct {
+	config
+	header         http.Header
+	tlsConfig      *tls.Config
+	dialTimeout    time.Duration
+	reconnect      backoff.BackOff
+	failFast       bool
+	onConnect      func(ctx context.Context, s *Session) error
+	onDisconnect   func(*CloseError)
+	onReconnecting func(attempt int, delay time.Duration)
+}
+
+// ServerOption configures a Server.
+type ServerOption interface{ applyServer(*serverConfig) }
+
+// ClientOption configures a Client.
+type ClientOption interface{ applyClient(*clientConfig) }
+
+// Option configures either end; it is both a ServerOption and a ClientOption.
+type Option interface {
+	ServerOption
+	ClientOption
+}
+
+type sharedOption func(*config)
+
+func (o sharedOption) applyServer(c *serverConfig) { o(&c.config) }
+func (o sharedOption) applyClient(c *clientConfig) { o(&c.config) }
+
+type serverOption func(*serverConfig)
+
+func (o serverOption) applyServer(c *serverConfig) { o(c) }
+
+type clientOption func(*clientConfig)
+
+func (o clientOption) applyClient(c *clientConfig) { o(c) }
+
+// WithSerializer sets the payload serializers. On a server it is the list the
+// server accepts, the first preferred when a client offers several; on a client
+// the first is the one it offers (a client offers only one). Default: JSON.
+func WithSerializer(s ...serializer.Serializer) Option {
+	s = slices.Clone(s)
+	return sharedOption(func(c *config) {
+		if len(s) > 0 {
+			c.serializers = s
+		}
+	})
+}
+
+// WithHeartbeat sets how often a ping is sent and how long a session may go
+// without receiving anything before it closes with CloseConnectionLost.
+// An interval ≤ 0 turns both off and leaves only TCP keepalive; a
+// receiveTimeout ≤ 0 means three intervals. Default 5 s and 15 s.
+func WithHeartbeat(interval, receiveTimeout time.Duration) Option {
+	return sharedOption(func(c *config) {
+		if interval <= 0 {
+			c.heartbeatInterval, c.receiveTimeout = 0, 0
+			return
+		}
+		if receiveTimeout <= 0 {
+			receiveTimeout = 3 * interval
+		}
+		c.heartbeatInterval, c.receiveTimeout = interval, receiveTimeout
+	})
+}
+
+// WithRequestTimeout sets the timeout SendRequest uses when its ctx has no
+// deadline. Default 10 s.
+func WithRequestTimeout(d time.Duration) Option {
+	return sharedOption(func(c *config) {
+		if d > 0 {
+			c.requestTimeout = d
+		}
+	})
+}
+
+// WithDisconnectTimeout bounds a graceful close: flushing queued frames, the
+// close handshake and waiting for the peer's answer. Default 3 s.
+func WithDisconnectTimeout(d time.Duration) Option {
+	return sharedOption(func(c *config) {
+		if d > 0 {
+			c.disconnectTimeout = d
+		}
+	})
+}
+
+// WithWriteTimeout bounds every write to the socket; a peer that reads nothing
+// for this long is closed with CloseSlowConsumer. Default 10 s.
+func WithWriteTimeout(d time.Duration) Option {
+	return sharedOption(func(c *config) {
+		if d > 0 {
+			c.writeTimeout = d
+		}
+	})
+}
+
+// WithHandshakeTimeout bounds the WebSocket handshake. Default 10 s.
+func WithHandshakeTimeout(d time.Duration) Option {
+	return sharedOption(func(c *config) {
+		if d > 0 {
+			c.handshakeTimeout = d
+		}
+	})
+}
+
+// WithMaxMessageSize sets the largest frame accepted, checked before its
+// payload is read and again after decompression; a larger frame closes the
+// session with CloseMessageTooLarge (1009). It also bounds what this side
+// sends. Default 1 MiB.
+func WithMaxMessageSize(n int) Option {
+	return sharedOption(func(c *config) {
+		if n > 0 {
+			c.maxMessageSize = n
+		}
+	})
+}
+
+// WithMaxQueuedBytes bounds the bytes waiting to be written on one session; a
+// session over the bound is closed with CloseSlowConsumer. Default 4 MiB.
+func WithMaxQueuedBytes(n int) Option {
+	return sharedOption(func(c *config) {
+		if n > 0 {
+			c.maxQueuedBytes = n
+		}
+	})
+}
+
+// WithMailboxSize bounds how many inbound messages and requests one session
+// holds before it stops reading from the socket. Default 256.
+func WithMailboxSize(n int) Option {
+	return sharedOption(func(c *config) {
+		if n > 0 {
+			c.mailboxSize = n
+		}
+	})
+}
+
+// WithSessionConcurrency lets up to n handlers of one session run at once;
+// they still start in arrival order. Default 1: one at a time, in order.
+func WithSessionConcurrency(n int) Option {
+	return sharedOption(func(c *config) {
+		if n > 0 {
+			c.concurrency = n
+		}
+	})
+}
+
+// WithCompression turns permessage-deflate on or off. Default off.
+func WithCompression(on bool) Option {
+	return sharedOption(func(c *config) { c.compression = on })
+}
+
+// WithLogger sets the logger for what the library cannot return to a caller
+// (handler panics, dropped frames). Default: discard.
+func WithLogger(l *slog.Logger) Option {
+	return sharedOption(func(c *config) {
+		if l != nil {
+			c.logger = l
+		}
+	})
+}
+
+// WithOnError is called with errors that have no caller to return to: a
+// message that does not decode, a handler's internal error, a panic.
+func WithOnError(f func(*Session, error)) Option {
+	return sharedOption(func(c *config) { c.onError = f })
+}
+
+// WithOnUnhandled is called with the type name of a message that arrived with
+// no handler registered for it.
+func WithOnUnhandled(f func(*Session, string)) Option {
+	return sharedOption(func(c *config) { c.onUnhandled = f })
+}
+
+// WithAllowedOrigins sets the browser origins (such as "https://example.com"
+// or "*.example.com") a server accepts. By default a request with an Origin
+// header must come from the host it is addressed to; requests without one
+// (non-browser clients) are always accepted.
+func WithAllowedOrigins(origins ...string) ServerOption {
+	origins = slices.Clone(origins)
+	return serverOption(func(c *serverConfig) { c.allowedOrigins = origins })
+}
+
+// WithAuthorize runs before the upgrade. A non-nil error refuses the handshake
+// with 401, or with the status of an *HTTPError. The context it returns
+// becomes the session's base context (its values reach every handler).
+func WithAuthorize(f func(r *http.Request) (context.Context, error)) ServerOption {
+	return serverOption(func(c *serverConfig) { c.authorize = f })
+}
+
+// WithOnSessionOpen is called once per session, before its first message is read.
+func WithOnSessionOpen(f func(*Session)) ServerOption {
+	return serverOption(func(c *serverConfig) { c.onSessionOpen = f })
+}
+
+// WithOnSessionClose is called exactly once per session, after it closed.
+func WithOnSessionClose(f func(*Session, *CloseError)) ServerOption {
+	return serverOption(func(c *serverConfig) { c.onSessionClose = f })
+}
+
+// WithHeader adds headers (such as an auth token) to the client's handshake.
+func WithHeader(h http.Header) ClientOption {
+	h = h.Clone()
+	return clientOption(func(c *clientConfig) { c.header = h })
+}
+
+// WithTLSConfig sets the TLS configuration for wss:// URLs. The client uses a
+// clone and never modifies the one passed in.
+func WithTLSConfig(cfg *tls.Config) ClientOption {
+	return clientOption(func(c *clientConfig) {
+		if cfg != nil {
+			c.tlsConfig = cfg.Clone()
+		}
+	})
+}
+
+// WithDialTimeout bounds dialling and the handshake of one connection attempt.
+// Default 10 s.
+func WithDialTimeout(d time.Duration) ClientOption {
+	return clientOption(func(c *clientConfig) {
+		if d > 0 {
+			c.dialTimeout = d
+		}
+	})
+}
+
+// WithReconnect makes the client reconnect on its own after a connection is
+// lost, waiting as b says between attempts (see DefaultBackOff).
+func WithReconnect(b backoff.BackOff) ClientOption {
+	return clientOption(func(c *clientConfig) { c.reconnect = b })
+}
+
+// WithFailFast makes Send and SendRequest fail at once with ErrNotConnected
+// while the client is reconnecting, instead of waiting for the connection.
+func WithFailFast() ClientOption {
+	return clientOption(func(c *clientConfig) { c.failFast = true })
+}
+
+// WithOnConnect runs after every connection and reconnection, before the
+// client counts as connected and before calls waiting for the connection are
+// released: the place to sign in again or re-subscribe. It may send requests
+// on s. An error closes the connection, which is then retried.
+func WithOnConnect(f func(ctx context.Context, s *Session) error) ClientOption {
+	return clientOption(func(c *clientConfig) { c.onConnect = f })
+}
+
+// WithOnDisconnect is called exactly once for every connection that ends.
+func WithOnDisconnect(f func(*CloseError)) ClientOption {
+	return clientOption(func(c *clientConfig) { c.onDisconnect = f })
+}
+
+// WithOnReconnecting is called before each reconnection attempt with the
+// attempt number (from 1) and the delay before it.
+func WithOnReconnecting(f func(attempt int, delay time.Duration)) ClientOption {
+	return clientOption(func(c *clientConfig) { c.onReconnecting = f })
+}
+
+// DefaultBackOff returns the reconnect policy used by the examples: exponential
+// from 500 ms, ×1.6, ±50 % jitter, capped at 30 s, never giving up.
+func DefaultBackOff() backoff.BackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 500 * time.Millisecond
+	b.Multiplier = 1.6
+	b.RandomizationFactor = 0.5
+	b.MaxInterval = 30 * time.Second
+	b.MaxElapsedTime = 0
+	b.Reset()
+	return b
+}

@@ -1,0 +1,374 @@
+package netmsg
+
+import (
+	"context"
+	"errors"
+	"iter"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lxzan/gws"
+	"github.com/netmsg/netmsg/internal/wire"
+	"github.com/netmsg/netmsg/serializer"
+)
+
+// Server accepts WebSocket connections and runs a Session for each. Mount it
+// on any path of any mux (it is an http.Handler), or let ListenAndServe or
+// Serve run an http.Server for it. Register handlers with AddMessageHandler
+// and AddRequestHandler before or after it starts.
+//
+// All methods may be called concurrently.
+type Server struct {
+	ep       endpoint
+	cfg      serverConfig
+	upgrader *gws.Upgrader
+	accepts  map[string]serializer.Serializer // subprotocol → serializer
+	protos   []string                         // subprotocols in preference order
+
+	mu       sync.Mutex
+	sessions map[string]*Session
+	closing  bool
+	https    []*http.Server
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+	shutdownDone chan struct{}
+}
+
+// NewServer returns a server configured by opts.
+func NewServer(opts ...ServerOption) *Server {
+	srv := &Server{
+		cfg:          serverConfig{config: defaultConfig()},
+		accepts:      make(map[string]serializer.Serializer),
+		sessions:     make(map[string]*Session),
+		shutdownDone: make(chan struct{}),
+	}
+	for _, o := range opts {
+		o.applyServer(&srv.cfg)
+	}
+	srv.ep.cfg = &srv.cfg.config
+	srv.ep.closed = srv.sessionClosed
+	for _, s := range srv.cfg.serializers {
+		p := serializer.Subprotocol(s)
+		if _, dup := srv.accepts[p]; !dup {
+			srv.accepts[p] = s
+			srv.protos = append(srv.protos, p)
+		}
+	}
+	srv.upgrader = gws.NewUpgrader(gwsEvents{}, &gws.ServerOption{
+		ReadMaxPayloadSize:  srv.cfg.maxMessageSize,
+		WriteMaxPayloadSize: srv.cfg.maxMessageSize + 64,
+		PermessageDeflate:   gws.PermessageDeflate{Enabled: srv.cfg.compression},
+		Recovery:            gws.Recovery,
+		Logger:              gwsLogger{&srv.ep},
+		HandshakeTimeout:    srv.cfg.handshakeTimeout,
+		SubProtocols:        srv.protos,
+		NewSession:          func() gws.SessionStorage { return new(sessionSlot) },
+	})
+	return srv
+}
+
+func (srv *Server) handlerRegistry() *registry { return &srv.ep.reg }
+
+// Stats returns the server's counters.
+func (srv *Server) Stats() Stats { return srv.ep.stats() }
+
+// ServeHTTP upgrades the request to a WebSocket session. Every check happens
+// before the connection is hijacked, so a refusal is a plain HTTP answer: 503
+// while shutting down, 403 for a foreign Origin, 400 for a request that is no
+// WebSocket handshake or offers no serializer this server accepts, 401 (or an
+// *HTTPError's status) when Authorize refuses.
+func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !srv.originAllowed(r) {
+		http.Error(w, "netmsg: origin not allowed", http.StatusForbidden)
+		return
+	}
+	if r.Method != http.MethodGet || !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") ||
+		!headerContains(r.Header, "Connection", "upgrade") {
+		w.Header().Set("Upgrade", "websocket")
+		http.Error(w, "netmsg: expected a WebSocket upgrade request", http.StatusUpgradeRequired)
+		return
+	}
+	if srv.negotiate(r) == "" {
+		offered := strings.Join(r.Header.Values("Sec-WebSocket-Protocol"), ", ")
+		if offered == "" {
+			offered = "none"
+		}
+		http.Error(w, "netmsg: no supported serializer: client offered "+offered+
+			"; server accepts "+strings.Join(srv.protos, ", "), http.StatusBadRequest)
+		return
+	}
+	base := r.Context()
+	if srv.cfg.authorize != nil {
+		ctx, err := srv.cfg.authorize(r)
+		if err != nil {
+			status, msg := http.StatusUnauthorized, "netmsg: unauthorized"
+			var he *HTTPError
+			if errors.As(err, &he) {
+				status = he.Status
+				if he.Message != "" {
+					msg = he.Message
+				}
+			}
+			http.Error(w, msg, status)
+			return
+		}
+		if ctx != nil {
+			base = ctx
+		}
+	}
+
+	srv.mu.Lock()
+	if srv.closing {
+		srv.mu.Unlock()
+		http.Error(w, "netmsg: server is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	srv.ep.wg.Add(1) // the session's read loop, or nothing if the upgrade fails
+	srv.mu.Unlock()
+
+	conn, err := srv.upgrader.Upgrade(w, r)
+	if err != nil {
+		srv.ep.wg.Done()
+		srv.cfg.logger.Debug("netmsg: upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	s := newSession(&srv.ep, conn, srv.accepts[conn.SubProtocol()], context.WithoutCancel(base))
+	srv.mu.Lock()
+	srv.sessions[s.id] = s
+	closing := srv.closing
+	srv.mu.Unlock()
+	if closing {
+		s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: "server shutting down"}, false)
+	} else if srv.cfg.onSessionOpen != nil {
+		srv.cfg.onSessionOpen(s)
+	}
+	srv.ep.startReading(s)
+}
+
+// negotiate returns the subprotocol gws will pick: the first of the server's,
+// in its order of preference, that the client offered.
+func (srv *Server) negotiate(r *http.Request) string {
+	var offered []string
+	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(v, ",") {
+			offered = append(offered, strings.TrimSpace(p))
+		}
+	}
+	for _, p := range srv.protos {
+		for _, o := range offered {
+			if o == p {
+				return p
+			}
+		}
+	}
+	return ""
+}
+
+func headerContains(h http.Header, key, token string) bool {
+	for _, v := range h.Values(key) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// originAllowed applies WithAllowedOrigins, or by default accepts requests
+// without an Origin header and browsers whose origin is the requested host.
+func (srv *Server) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if len(srv.cfg.allowedOrigins) == 0 {
+		return strings.EqualFold(u.Host, r.Host)
+	}
+	for _, pattern := range srv.cfg.allowedOrigins {
+		if pattern == "*" || strings.EqualFold(pattern, origin) || strings.EqualFold(pattern, u.Host) {
+			return true
+		}
+		if ok, _ := path.Match(strings.ToLower(pattern), strings.ToLower(u.Host)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (srv *Server) sessionClosed(s *Session, ce *CloseError) {
+	srv.mu.Lock()
+	delete(srv.sessions, s.id)
+	srv.mu.Unlock()
+	if srv.cfg.onSessionClose != nil {
+		srv.cfg.onSessionClose(s, ce)
+	}
+}
+
+// ListenAndServe listens on addr and serves WebSocket sessions at every path
+// until Shutdown. It returns http.ErrServerClosed after Shutdown.
+func (srv *Server) ListenAndServe(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return srv.Serve(l)
+}
+
+// Serve serves WebSocket sessions at every path on l until Shutdown. It
+// returns http.ErrServerClosed after Shutdown.
+func (srv *Server) Serve(l net.Listener) error {
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: srv.cfg.handshakeTimeout,
+		IdleTimeout:       srv.cfg.handshakeTimeout,
+		ErrorLog:          nil,
+	}
+	srv.mu.Lock()
+	if srv.closing {
+		srv.mu.Unlock()
+		_ = l.Close()
+		return http.ErrServerClosed
+	}
+	srv.https = append(srv.https, hs)
+	srv.mu.Unlock()
+	return hs.Serve(l)
+}
+
+// Sessions iterates over the sessions open when it is called.
+func (srv *Server) Sessions() iter.Seq[*Session] {
+	srv.mu.Lock()
+	list := make([]*Session, 0, len(srv.sessions))
+	for _, s := range srv.sessions {
+		list = append(list, s)
+	}
+	srv.mu.Unlock()
+	return func(yield func(*Session) bool) {
+		for _, s := range list {
+			if !yield(s) {
+				return
+			}
+		}
+	}
+}
+
+// Session returns the open session with the given ID.
+func (srv *Server) Session(id string) (*Session, bool) {
+	srv.mu.Lock()
+	s, ok := srv.sessions[id]
+	srv.mu.Unlock()
+	return s, ok
+}
+
+// SessionCount returns the number of open sessions.
+func (srv *Server) SessionCount() int {
+	srv.mu.Lock()
+	n := len(srv.sessions)
+	srv.mu.Unlock()
+	return n
+}
+
+// Broadcast sends msg to every open session. It encodes msg once per
+// serializer in use and never waits for a session's socket: each session's
+// writer sends it, so a slow session holds up no other (and is closed with
+// CloseSlowConsumer when its queue overflows). It returns an error when msg
+// cannot be encoded for a serializer; the sessions of the others still get it.
+func (srv *Server) Broadcast(ctx context.Context, msg any) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	name := TypeName(msg)
+	bySer := make(map[string][]*Session)
+	for s := range srv.Sessions() {
+		bySer[s.ser.Name()] = append(bySer[s.ser.Name()], s)
+	}
+	var errs []error
+	for _, list := range bySer {
+		f, err := encodeFrame(list[0].ser, srv.cfg.maxMessageSize, wire.KindMessage, 0, name, msg, 0)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		f.refs.Add(int32(len(list)))
+		for _, s := range list {
+			_ = s.enqueue(f, false)
+		}
+		f.release()
+	}
+	return errors.Join(errs...)
+}
+
+// shutdownHint is the reconnect hint a draining server sends in its 1001 close.
+const shutdownHint = 500 * time.Millisecond
+
+// Shutdown drains the server: new connections are refused with 503 and new
+// requests are answered with CodeUnavailable, handlers already running finish
+// and their responses are delivered, then every session is closed with 1001
+// (CloseServerShutdown) and a reconnect hint. When ctx ends first the rest is
+// closed at once. Shutdown returns once every goroutine the server started has
+// exited; calling it again waits for the first call.
+func (srv *Server) Shutdown(ctx context.Context) error {
+	srv.shutdownOnce.Do(func() {
+		defer close(srv.shutdownDone)
+		srv.shutdownErr = srv.shutdown(ctx)
+	})
+	<-srv.shutdownDone
+	return srv.shutdownErr
+}
+
+func (srv *Server) shutdown(ctx context.Context) error {
+	srv.mu.Lock()
+	srv.closing = true
+	srv.ep.draining.Store(true)
+	https := srv.https
+	srv.mu.Unlock()
+	for _, hs := range https {
+		_ = hs.Close() // listeners and idle HTTP connections; hijacked ones are ours
+	}
+
+	// Let queued and running handlers finish.
+	var err error
+	tick := time.NewTicker(5 * time.Millisecond)
+	for srv.ep.active.Load() > 0 && err == nil {
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-tick.C:
+		}
+	}
+	tick.Stop()
+
+	text := "server shutting down; " + reconnectHintKey + shutdownHint.String()
+	for s := range srv.Sessions() {
+		if err != nil {
+			s.abort(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: "server shut down"})
+		} else {
+			s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: text}, true)
+		}
+	}
+	done := make(chan struct{})
+	go func() { srv.ep.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return err
+	case <-ctx.Done():
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	for s := range srv.Sessions() {
+		s.abort(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: "server shut down"})
+	}
+	<-done
+	return err
+}
