@@ -185,6 +185,8 @@ func (c *Client) Connect(ctx context.Context) error {
 		if c.state == Connecting {
 			c.state = Disconnected
 		}
+		close(c.ready) // wake callers waiting for this connection
+		c.ready = make(chan struct{})
 		c.mu.Unlock()
 		return err
 	}

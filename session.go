@@ -481,8 +481,9 @@ func (s *Session) onClose(err error) {
 	s.mq, s.mhead = nil, 0
 	s.mmu.Unlock()
 	for _, in := range queued {
-		in.recycle()
+		s.dropInbound(in)
 	}
+	s.ep.active.Add(-int64(len(queued)))
 
 	s.ep.sessionClosed(s, ce)
 	close(s.done)
@@ -610,8 +611,8 @@ func (s *Session) deliver(in *inbound) {
 // the Session so the read loop finds it without a map lookup.
 type sessionSlot struct{ s *Session }
 
-func (*sessionSlot) Len() int                   { return 0 }
-func (*sessionSlot) Load(string) (any, bool)    { return nil, false }
-func (*sessionSlot) Delete(string)              {}
-func (*sessionSlot) Store(string, any)          {}
+func (*sessionSlot) Len() int                     { return 0 }
+func (*sessionSlot) Load(string) (any, bool)      { return nil, false }
+func (*sessionSlot) Delete(string)                {}
+func (*sessionSlot) Store(string, any)            {}
 func (*sessionSlot) Range(func(string, any) bool) {}

@@ -119,6 +119,9 @@ func TestJSONPoolIsCleanAfterError(t *testing.T) {
 }
 
 func TestJSONMarshalAppendAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops values at random under the race detector")
+	}
 	s := JSON{}
 	v := &weatherRequest{City: "Bonn", Days: 3}
 	buf := make([]byte, 0, 256)
@@ -129,9 +132,9 @@ func TestJSONMarshalAppendAllocations(t *testing.T) {
 			panic(err)
 		}
 	})
-	// encoding/json itself may allocate for some values; for this plain
-	// struct the pooled path copies nothing to the heap.
-	assert.LessOrEqual(t, allocs, 1.0)
+	// encoding/json itself may allocate for some values (maps, interface
+	// values); for this plain struct the pooled path allocates nothing.
+	assert.Zero(t, allocs)
 }
 
 func BenchmarkJSONMarshal(b *testing.B) {

@@ -235,7 +235,7 @@ func TestDecodeAliasesInput(t *testing.T) {
 	var e Envelope
 	require.NoError(t, Decode(data, &e))
 	for i := range data {
-		data[i] = 'Z' - (data[i] & 0) // overwrite every byte
+		data[i] = 'Z' // overwrite every byte
 	}
 	assert.Equal(t, "ZZZZ", string(e.Type))
 	assert.Equal(t, "ZZZZZZZ", string(e.Payload))
