@@ -205,6 +205,9 @@ func (s *Session) dispatch() {
 
 func (s *Session) handle(in *inbound) {
 	defer in.recycle()
+	if len(in.env.Metadata) > 0 {
+		in.ctx = withIncoming(in.ctx, in.env.Metadata)
+	}
 	if in.env.Kind == wire.KindRequest {
 		s.handleRequest(in)
 		return
@@ -245,7 +248,7 @@ func (s *Session) handleRequest(in *inbound) {
 		s.replyError(id, code, text, true)
 		return
 	}
-	f, err := s.encode(wire.KindResponse, id, "", resp, 0)
+	f, err := s.encode(wire.KindResponse, id, "", resp, 0, nil)
 	if err != nil {
 		s.ep.reportError(s, fmt.Errorf("netmsg: %s handler's response: %w", e.name, err))
 		s.replyError(id, CodeInternal, "internal error", true)

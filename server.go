@@ -294,7 +294,7 @@ func (srv *Server) Broadcast(ctx context.Context, msg any) error {
 	}
 	var errs []error
 	for _, list := range bySer {
-		f, err := encodeFrame(list[0].ser, srv.cfg.maxMessageSize, wire.KindMessage, 0, name, msg, 0)
+		f, err := encodeFrame(list[0].ser, srv.cfg.maxMessageSize, wire.KindMessage, 0, name, msg, 0, outgoingMetadata(ctx))
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -165,7 +165,7 @@ func (s *Session) Send(ctx context.Context, msg any) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	f, err := s.encode(wire.KindMessage, 0, TypeName(msg), msg, 0)
+	f, err := s.encode(wire.KindMessage, 0, TypeName(msg), msg, 0, outgoingMetadata(ctx))
 	if err != nil {
 		return err
 	}
@@ -217,11 +217,11 @@ func (f *frame) release() {
 var payloadPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // encode builds the frame for an envelope carrying v.
-func (s *Session) encode(kind wire.Kind, id uint64, name string, v any, timeoutMs uint64) (*frame, error) {
-	return encodeFrame(s.ser, s.ep.cfg.maxMessageSize, kind, id, name, v, timeoutMs)
+func (s *Session) encode(kind wire.Kind, id uint64, name string, v any, timeoutMs uint64, md map[string]string) (*frame, error) {
+	return encodeFrame(s.ser, s.ep.cfg.maxMessageSize, kind, id, name, v, timeoutMs, md)
 }
 
-func encodeFrame(ser serializer.Serializer, limit int, kind wire.Kind, id uint64, name string, v any, timeoutMs uint64) (*frame, error) {
+func encodeFrame(ser serializer.Serializer, limit int, kind wire.Kind, id uint64, name string, v any, timeoutMs uint64, md map[string]string) (*frame, error) {
 	var payload []byte
 	var pb *[]byte
 	var err error
@@ -238,7 +238,7 @@ func encodeFrame(ser serializer.Serializer, limit int, kind wire.Kind, id uint64
 		return nil, fmt.Errorf("netmsg: cannot encode %s with the %s serializer: %w", name, ser.Name(), err)
 	}
 	f := getFrame(gws.OpcodeBinary)
-	f.b = wire.AppendHeaderAndPayload(f.b[:0], kind, id, name, payload, timeoutMs, nil)
+	f.b = wire.AppendHeaderAndPayload(f.b[:0], kind, id, name, payload, timeoutMs, md)
 	if pb != nil {
 		if cap(payload) <= 64<<10 {
 			*pb = payload[:0]
@@ -523,7 +523,7 @@ func (s *Session) call(ctx context.Context, req any) (*inbound, error) {
 	s.pending[id] = c
 	s.pmu.Unlock()
 
-	f, err := s.encode(wire.KindRequest, id, name, req, timeoutMs)
+	f, err := s.encode(wire.KindRequest, id, name, req, timeoutMs, outgoingMetadata(ctx))
 	if err == nil {
 		err = s.enqueue(f, true)
 	}

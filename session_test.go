@@ -170,3 +170,22 @@ func TestMessagesBothWays(t *testing.T) {
 }
 
 func itoa(i int) string { return string(rune('a'+i%26)) + time.Duration(i).String() }
+
+func TestMetadata(t *testing.T) {
+	t.Parallel()
+	got := make(chan map[string]string, 2)
+	_, cli := pair(t, nil, nil, func(srv *netmsg.Server, _ *netmsg.Client) {
+		netmsg.AddRequestHandler(srv, func(ctx context.Context, s *netmsg.Session, p Ping) (Pong, error) {
+			got <- netmsg.Metadata(ctx)
+			return Pong{}, nil
+		})
+		netmsg.AddMessageHandler(srv, func(ctx context.Context, s *netmsg.Session, m Note) { got <- netmsg.Metadata(ctx) })
+	})
+	ctx := netmsg.WithMetadata(context.Background(), "traceparent", "00-abc-def-01", "tenant", "a")
+	ctx = netmsg.WithMetadata(ctx, "tenant", "b")
+	_, err := netmsg.SendRequest(ctx, cli, Ping{})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"traceparent": "00-abc-def-01", "tenant": "b"}, <-got)
+	require.NoError(t, cli.Send(context.Background(), Note{}))
+	assert.Nil(t, <-got)
+}

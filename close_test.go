@@ -1,0 +1,104 @@
+package netmsg
+
+import (
+	"errors"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/lxzan/gws"
+	"github.com/stretchr/testify/assert"
+)
+
+func TestCloseReasonStrings(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	for r := CloseNormal; r <= CloseInternalError; r++ {
+		s := r.String()
+		assert.NotEmpty(t, s)
+		assert.False(t, seen[s], "duplicate name %q", s)
+		seen[s] = true
+	}
+	assert.Equal(t, "connection lost", CloseConnectionLost.String())
+	assert.Equal(t, "close reason 42", CloseReason(42).String())
+}
+
+func TestCloseCodesRoundTrip(t *testing.T) {
+	t.Parallel()
+	// What one side sends for a reason, the other side reads as the same
+	// reason (seen from the peer: normal becomes peer normal).
+	for r := CloseNormal; r <= CloseInternalError; r++ {
+		if r == CloseConnectionLost || r == CloseNetworkError {
+			continue // no frame is sent for these
+		}
+		want := r
+		if r == CloseNormal {
+			want = ClosePeerNormal
+		}
+		if r == ClosePeerNormal {
+			continue
+		}
+		assert.Equal(t, want, reasonForCode(closeCodeFor(r)), r.String())
+	}
+	assert.Equal(t, ClosePeerNormal, reasonForCode(4321))
+	assert.Equal(t, CloseProtocolError, reasonForCode(1007))
+	assert.Equal(t, CloseProtocolError, reasonForCode(2999))
+}
+
+type fakeStatus uint16
+
+func (s fakeStatus) Uint16() uint16 { return uint16(s) }
+func (s fakeStatus) Error() string  { return "status" }
+
+func TestClassifyGwsClose(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name   string
+		err    error
+		reason CloseReason
+		remote bool
+	}{
+		{"peer close frame", &gws.CloseError{Code: 1000, Reason: []byte("bye")}, ClosePeerNormal, true},
+		{"peer shutdown", &gws.CloseError{Code: 1001}, CloseServerShutdown, true},
+		{"peer policy", &gws.CloseError{Code: 1008}, ClosePolicyViolation, true},
+		{"peer internal", &gws.CloseError{Code: 1011}, CloseInternalError, true},
+		{"frame too large", fakeStatus(1009), CloseMessageTooLarge, false},
+		{"bad framing", fakeStatus(1002), CloseProtocolError, false},
+		{"eof", io.EOF, CloseNetworkError, true},
+		{"write deadline", os.ErrDeadlineExceeded, CloseSlowConsumer, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ce := classifyGwsClose(tc.err)
+			assert.Equal(t, tc.reason, ce.Reason)
+			assert.Equal(t, tc.remote, ce.Remote)
+			assert.ErrorIs(t, ce, ErrClosed)
+		})
+	}
+	ce := classifyGwsClose(&gws.CloseError{Code: 1009})
+	assert.ErrorIs(t, ce, ErrMessageTooLarge)
+}
+
+func TestReconnectAfter(t *testing.T) {
+	t.Parallel()
+	cases := map[string]time.Duration{
+		"server shutting down; reconnect-after=500ms": 500 * time.Millisecond,
+		"reconnect-after=2s; bye":                     2 * time.Second,
+		"reconnect-after=-1s":                         0,
+		"reconnect-after=soon":                        0,
+		"":                                            0,
+	}
+	for text, want := range cases {
+		assert.Equal(t, want, (&CloseError{Text: text}).ReconnectAfter(), text)
+	}
+}
+
+func TestCloseErrorText(t *testing.T) {
+	t.Parallel()
+	ce := &CloseError{Reason: CloseServerShutdown, Code: 1001, Text: "going", Remote: true, Err: io.EOF}
+	assert.Equal(t, "netmsg: session closed: server shutdown (by peer) [1001]: going: EOF", ce.Error())
+	assert.True(t, errors.Is(ce, io.EOF))
+	assert.True(t, ce.ShouldReconnect())
+	assert.False(t, (&CloseError{Reason: ClosePolicyViolation}).ShouldReconnect())
+}
