@@ -454,7 +454,8 @@ func (c *Client) finish(err error) {
 // sessionFor returns the session to send on. While the client reconnects it
 // waits for the connection (wait-for-ready) until ctx ends, unless WithFailFast
 // is set; without reconnect it fails at once with ErrNotConnected.
-func (c *Client) sessionFor(ctx context.Context) (*Session, error) {
+func (c *Client) sessionFor(ctx context.Context, deadline time.Time) (*Session, error) {
+	var expired <-chan time.Time
 	for {
 		c.mu.Lock()
 		st, s, ready := c.state, c.sess, c.ready
@@ -468,10 +469,17 @@ func (c *Client) sessionFor(ctx context.Context) (*Session, error) {
 		case !waiting:
 			return nil, ErrNotConnected
 		}
+		if expired == nil && !deadline.IsZero() {
+			t := time.NewTimer(time.Until(deadline))
+			defer t.Stop()
+			expired = t.C
+		}
 		select {
 		case <-ready:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%w: %w", ErrNotConnected, ctx.Err())
+		case <-expired:
+			return nil, fmt.Errorf("%w: %w", ErrNotConnected, context.DeadlineExceeded)
 		case <-c.done:
 			return nil, ErrClosed
 		}
@@ -484,12 +492,11 @@ func (c *Client) defaultRequestTimeout() time.Duration { return c.cfg.requestTim
 // While reconnecting it waits for the connection as SendRequest does, bounded
 // by ctx or, without a deadline, the RequestTimeout.
 func (c *Client) Send(ctx context.Context, msg any) error {
+	var deadline time.Time
 	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.requestTimeout)
-		defer cancel()
+		deadline = time.Now().Add(c.cfg.requestTimeout)
 	}
-	s, err := c.sessionFor(ctx)
+	s, err := c.sessionFor(ctx, deadline)
 	if err != nil {
 		return err
 	}

@@ -83,7 +83,9 @@ func AddRequestHandler[Req Request[Resp], Resp any](r Registrar, h RequestHandle
 
 // Peer is what requests and messages are sent to: *Session and *Client.
 type Peer interface {
-	sessionFor(ctx context.Context) (*Session, error)
+	// sessionFor returns the session to send on, waiting for a connection
+	// until ctx ends or the deadline (if not zero) passes.
+	sessionFor(ctx context.Context, deadline time.Time) (*Session, error)
 	defaultRequestTimeout() time.Duration
 }
 
@@ -96,16 +98,15 @@ type Peer interface {
 // Requests are never resent: delivery is at most once.
 func SendRequest[Resp any](ctx context.Context, p Peer, req Request[Resp]) (Resp, error) {
 	var zero Resp
+	var deadline time.Time // the default timeout, when ctx has no deadline
 	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, p.defaultRequestTimeout())
-		defer cancel()
+		deadline = time.Now().Add(p.defaultRequestTimeout())
 	}
-	s, err := p.sessionFor(ctx)
+	s, err := p.sessionFor(ctx, deadline)
 	if err != nil {
 		return zero, err
 	}
-	in, err := s.call(ctx, req)
+	in, err := s.call(ctx, req, deadline)
 	if err != nil {
 		return zero, err
 	}

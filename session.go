@@ -172,7 +172,7 @@ func (s *Session) Send(ctx context.Context, msg any) error {
 	return s.enqueue(f, true)
 }
 
-func (s *Session) sessionFor(context.Context) (*Session, error) { return s, nil }
+func (s *Session) sessionFor(context.Context, time.Time) (*Session, error) { return s, nil }
 
 func (s *Session) defaultRequestTimeout() time.Duration { return s.ep.cfg.requestTimeout }
 
@@ -500,13 +500,38 @@ type call struct{ ch chan callResult }
 
 var callPool = sync.Pool{New: func() any { return &call{ch: make(chan callResult, 1)} }}
 
-// call sends a request and waits for its answer. The returned inbound holds
-// the response payload; the caller recycles it.
-func (s *Session) call(ctx context.Context, req any) (*inbound, error) {
+var timerPool sync.Pool
+
+// getTimer returns a stopped-and-reset timer from the pool (Go ≥ 1.23 timer
+// semantics: Reset never leaves a stale value in C).
+func getTimer(d time.Duration) *time.Timer {
+	if t, ok := timerPool.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
+}
+
+func putTimer(t *time.Timer) {
+	t.Stop()
+	timerPool.Put(t)
+}
+
+// call sends a request and waits for its answer until ctx ends or, when
+// deadline is not zero, the deadline passes. The returned inbound holds the
+// response payload; the caller recycles it.
+func (s *Session) call(ctx context.Context, req any, deadline time.Time) (*inbound, error) {
 	name := TypeName(req)
 	var timeoutMs uint64
+	var expired <-chan time.Time
 	if dl, ok := ctx.Deadline(); ok {
 		timeoutMs = uint64(max(time.Until(dl).Milliseconds(), 1))
+	} else if !deadline.IsZero() {
+		d := time.Until(deadline)
+		timeoutMs = uint64(max(d.Milliseconds(), 1))
+		t := getTimer(max(d, time.Millisecond))
+		defer putTimer(t)
+		expired = t.C
 	}
 	c := callPool.Get().(*call)
 	s.pmu.Lock()
@@ -537,27 +562,31 @@ func (s *Session) call(ctx context.Context, req any) (*inbound, error) {
 		return nil, r.err
 	}
 
+	var cause error
 	select {
 	case r := <-c.ch:
 		callPool.Put(c)
 		return r.result()
 	case <-ctx.Done():
-		if s.removePending(id) {
-			callPool.Put(c)
-			s.sendCancel(id)
-			return nil, ctxError(ctx, name)
-		}
-		r := <-c.ch // an answer is being delivered; it is late
-		callPool.Put(c)
-		if r.in != nil {
-			s.ep.lateResponses.Add(1)
-			r.in.recycle()
-		}
-		if r.err != nil {
-			return nil, r.err
-		}
-		return nil, ctxError(ctx, name)
+		cause = ctx.Err()
+	case <-expired:
+		cause = context.DeadlineExceeded
 	}
+	if s.removePending(id) {
+		callPool.Put(c)
+		s.sendCancel(id)
+		return nil, callError(cause, name)
+	}
+	r := <-c.ch // an answer is being delivered; it is late
+	callPool.Put(c)
+	if r.in != nil {
+		s.ep.lateResponses.Add(1)
+		r.in.recycle()
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	return nil, callError(cause, name)
 }
 
 func (r callResult) result() (*inbound, error) {
@@ -572,8 +601,10 @@ func (r callResult) result() (*inbound, error) {
 	return r.in, nil
 }
 
-func ctxError(ctx context.Context, name string) error {
-	if ctx.Err() == context.DeadlineExceeded {
+// callError is what a call that ended by its deadline or cancel returns; it
+// matches context.DeadlineExceeded or context.Canceled with errors.Is.
+func callError(cause error, name string) error {
+	if cause == context.DeadlineExceeded {
 		return &Error{Code: CodeDeadlineExceeded, Message: "request " + name + " timed out"}
 	}
 	return &Error{Code: CodeCanceled, Message: "request " + name + " canceled"}
