@@ -305,7 +305,7 @@ func (c *Client) dial(ctx context.Context) (*Session, error) {
 		// and gws's own handshake goroutine can deliver its result.
 		HandshakeTimeout: c.cfg.dialTimeout + time.Minute,
 		NewSession:       func() gws.SessionStorage { return slot },
-	}, conn)
+	}, fixCloseConn{conn})
 	if !stop() {
 		if err == nil {
 			_ = conn.Close()

@@ -194,6 +194,9 @@ func classifyGwsClose(err error) *CloseError {
 	var ce *gws.CloseError
 	if errors.As(err, &ce) {
 		c := &CloseError{Reason: reasonForCode(ce.Code), Code: ce.Code, Text: string(ce.Reason), Remote: true}
+		if ce.Code == closeCodeInternal && c.Text == gwsInflateOverflow {
+			c.Reason = CloseMessageTooLarge // a peer whose close frame was not corrected
+		}
 		if c.Reason == CloseMessageTooLarge {
 			c.Err = ErrMessageTooLarge
 		}

@@ -132,7 +132,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	srv.ep.wg.Add(1) // the session's read loop, or nothing if the upgrade fails
 	srv.mu.Unlock()
 
-	conn, err := srv.upgrader.Upgrade(w, r)
+	conn, err := srv.upgrade(w, r)
 	if err != nil {
 		srv.ep.wg.Done()
 		srv.cfg.logger.Debug("netmsg: upgrade failed", "remote", r.RemoteAddr, "err", err)
@@ -149,6 +149,21 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		srv.cfg.onSessionOpen(s)
 	}
 	srv.ep.startReading(s)
+}
+
+// upgrade hijacks the connection itself (rather than gws.Upgrader.Upgrade) so
+// that gws writes through fixCloseConn and reads what net/http has buffered.
+func (srv *Server) upgrade(w http.ResponseWriter, r *http.Request) (*gws.Conn, error) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, "netmsg: this connection cannot be upgraded (HTTP/2?)", http.StatusInternalServerError)
+		return nil, errors.New("netmsg: ResponseWriter is not an http.Hijacker")
+	}
+	nc, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, err
+	}
+	return srv.upgrader.UpgradeFromConn(fixCloseConn{nc}, brw.Reader, r)
 }
 
 // negotiate returns the subprotocol gws will pick: the first of the server's,
