@@ -423,7 +423,7 @@ func (c *Client) reconnect(minDelay time.Duration) (*Session, error) {
 			return s, nil
 		}
 		var he *HandshakeError
-		if errors.Is(err, ErrClosed) && c.ctx.Err() != nil {
+		if c.ctx.Err() != nil {
 			return nil, ErrClosed
 		}
 		if errors.As(err, &he) && he.final() {
