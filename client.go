@@ -247,7 +247,8 @@ func (c *Client) connectOnce(ctx context.Context) (*Session, error) {
 }
 
 // dial opens a connection and completes the WebSocket handshake, honouring ctx
-// and the dial timeout throughout.
+// throughout, the dial timeout for dialling and TLS, and the handshake timeout
+// for the WebSocket handshake.
 func (c *Client) dial(ctx context.Context) (*Session, error) {
 	u := c.url
 	if u == nil || (u.Scheme != "ws" && u.Scheme != "wss") {
@@ -283,8 +284,10 @@ func (c *Client) dial(ctx context.Context) (*Session, error) {
 		}
 		conn = tc
 	}
-	// gws's handshake has no context: closing the connection when ctx ends
-	// makes it fail at once.
+	// gws's handshake has no context: closing the connection when ctx (or
+	// the handshake timeout) ends makes it fail at once.
+	ctx, cancelHS := context.WithTimeout(ctx, c.cfg.handshakeTimeout)
+	defer cancelHS()
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 
 	header := c.cfg.header.Clone()
@@ -303,7 +306,7 @@ func (c *Client) dial(ctx context.Context) (*Session, error) {
 		Logger:              gwsLogger{&c.ep},
 		// Longer than ctx can last, so ctx (closing conn) always ends it first
 		// and gws's own handshake goroutine can deliver its result.
-		HandshakeTimeout: c.cfg.dialTimeout + time.Minute,
+		HandshakeTimeout: c.cfg.dialTimeout + c.cfg.handshakeTimeout + time.Minute,
 		NewSession:       func() gws.SessionStorage { return slot },
 	}, fixCloseConn{conn})
 	if !stop() {

@@ -167,7 +167,9 @@ func WithWriteTimeout(d time.Duration) Option {
 	})
 }
 
-// WithHandshakeTimeout bounds the WebSocket handshake. Default 10 s.
+// WithHandshakeTimeout bounds the WebSocket handshake: on a server, reading
+// the request headers (with ListenAndServe or Serve) and writing the answer;
+// on a client, from the request to the server's answer. Default 10 s.
 func WithHandshakeTimeout(d time.Duration) Option {
 	return sharedOption(func(c *config) {
 		if d > 0 {
@@ -287,8 +289,8 @@ func WithTLSConfig(cfg *tls.Config) ClientOption {
 	})
 }
 
-// WithDialTimeout bounds dialling and the handshake of one connection attempt.
-// Default 10 s.
+// WithDialTimeout bounds dialling one connection attempt, TLS included (the
+// WebSocket handshake has WithHandshakeTimeout). Default 10 s.
 func WithDialTimeout(d time.Duration) ClientOption {
 	return clientOption(func(c *clientConfig) {
 		if d > 0 {

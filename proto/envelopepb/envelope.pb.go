@@ -22,7 +22,7 @@
 //   * One-way message:  MESSAGE  {type, payload}                  id = 0
 //   * Request/response: REQUEST  {id, type, payload, timeout_ms}
 //                       answered by exactly one of
-//                       RESPONSE {id, type, payload}
+//                       RESPONSE {id, payload}
 //                       ERROR    {id, error}
 //   * Cancellation:     CANCEL   {id} sent by the caller when it gives up on
 //                       a request (deadline passed or caller cancelled). The
@@ -75,8 +75,10 @@ const (
 	// A request that expects exactly one RESPONSE or ERROR with the same id.
 	// Uses id, type, payload, and optionally timeout_ms and metadata.
 	Kind_KIND_REQUEST Kind = 2
-	// The successful answer to the REQUEST with the same id. Uses id, type
-	// (the response's type name) and payload.
+	// The successful answer to the REQUEST with the same id. Uses id and
+	// payload. type is left empty by this implementation (the caller knows the
+	// response type from the request's contract); a sender may set it to the
+	// response's type name for diagnostics and a receiver must ignore it.
 	Kind_KIND_RESPONSE Kind = 3
 	// The failed answer to the REQUEST with the same id. Uses id and error;
 	// type may repeat the request's type name for diagnostics. payload is empty.
@@ -207,7 +209,8 @@ type Envelope struct {
 	// Wire type name of the payload, used to pick the handler and the Go type
 	// to decode into. For protobuf payloads it is the message's full name
 	// ("game.v1.Move"); otherwise an application-chosen name such as
-	// "contract.WeatherRequest". Empty for CANCEL.
+	// "contract.WeatherRequest". Empty for CANCEL, and may be empty for
+	// RESPONSE and ERROR.
 	Type string `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
 	// The message, request or response value, encoded by the serializer
 	// negotiated for this connection (JSON text or protobuf bytes). May be
