@@ -13,13 +13,31 @@ import (
 // inbound is one received envelope. env aliases msg's pooled buffer, so msg is
 // closed (returned to gws's pool) only once the payload has been decoded.
 type inbound struct {
-	msg    *gws.Message
-	env    wire.Envelope
-	ctx    context.Context // requests: the handler's context
-	cancel context.CancelFunc
+	msg  *gws.Message
+	env  wire.Envelope
+	ctx  context.Context // the handler's context: s.ctx for messages, hctx for requests
+	hctx *handlerCtx     // requests
+
+	// cancelFn is in.cancelRequest, bound once per pooled inbound (a method
+	// value allocates): s.inflight holds it for CANCEL.
+	cancelFn context.CancelFunc
 }
 
-var inboundPool = sync.Pool{New: func() any { return new(inbound) }}
+var inboundPool = sync.Pool{New: func() any {
+	in := new(inbound)
+	in.cancelFn = in.cancelRequest
+	return in
+}}
+
+// cancelRequest cancels the request's handler context. It runs only from
+// s.inflight, with s.imu held: every path removes the id from s.inflight
+// (under s.imu) before it recycles the inbound, so hctx is still this
+// request's.
+func (in *inbound) cancelRequest() {
+	if in.hctx != nil {
+		in.hctx.cancel()
+	}
+}
 
 // closeMsg gives the frame's buffer back to gws; env's slices are invalid after.
 func (in *inbound) closeMsg() {
@@ -32,12 +50,12 @@ func (in *inbound) closeMsg() {
 // recycle releases everything the inbound holds and puts it back in the pool.
 func (in *inbound) recycle() {
 	in.closeMsg()
-	if in.cancel != nil {
-		in.cancel()
+	if in.hctx != nil {
+		in.hctx.cancel() // the handler has returned
 	}
-	md := in.env.Metadata[:0]
+	md, fn := in.env.Metadata[:0], in.cancelFn
 	*in = inbound{}
-	in.env.Metadata = md
+	in.env.Metadata, in.cancelFn = md, fn
 	inboundPool.Put(in)
 }
 
@@ -86,11 +104,8 @@ func (s *Session) acceptRequest(in *inbound) {
 		in.recycle()
 		return
 	}
-	if in.env.TimeoutMs > 0 {
-		in.ctx, in.cancel = context.WithTimeout(s.ctx, msDuration(in.env.TimeoutMs))
-	} else {
-		in.ctx, in.cancel = context.WithCancel(s.ctx)
-	}
+	in.hctx = newHandlerCtx(s.ctx, msDuration(in.env.TimeoutMs))
+	in.ctx = in.hctx
 	s.imu.Lock()
 	if _, dup := s.inflight[id]; dup {
 		s.imu.Unlock()
@@ -101,17 +116,18 @@ func (s *Session) acceptRequest(in *inbound) {
 	if s.inflight == nil {
 		s.inflight = make(map[uint64]context.CancelFunc)
 	}
-	s.inflight[id] = in.cancel
+	s.inflight[id] = in.cancelFn
 	s.imu.Unlock()
 	s.push(in)
 }
 
+// cancelInflight cancels request id's handler context. The cancel runs with
+// s.imu held (see inbound.cancelRequest); it takes only the context's own lock.
 func (s *Session) cancelInflight(id uint64) {
 	s.imu.Lock()
-	cancel := s.inflight[id]
-	delete(s.inflight, id)
-	s.imu.Unlock()
-	if cancel != nil {
+	defer s.imu.Unlock()
+	if cancel := s.inflight[id]; cancel != nil {
+		delete(s.inflight, id)
 		cancel()
 	}
 }

@@ -118,14 +118,16 @@ func SendRequest[Resp any](ctx context.Context, p Peer, req Request[Resp]) (Resp
 	return resp, nil
 }
 
-// decodeAs decodes data into a new T; a pointer T gets a new element.
+// decodeAs decodes data into a new T; a pointer T gets a new element. Each
+// branch allocates the one value it decodes into, nothing else.
 func decodeAs[T any](ser serializer.Serializer, data []byte) (T, error) {
-	var v T
 	if t := reflect.TypeFor[T](); t.Kind() == reflect.Pointer {
-		v = reflect.New(t.Elem()).Interface().(T)
+		v := reflect.New(t.Elem()).Interface().(T)
 		return v, ser.Unmarshal(data, v)
 	}
-	return v, ser.Unmarshal(data, &v)
+	v := new(T)
+	err := ser.Unmarshal(data, v)
+	return *v, err
 }
 
 // TypeName returns the name v travels under: a protobuf message's full name
