@@ -97,9 +97,15 @@ type Client struct {
 	running bool          // the supervisor is running
 	err     error         // why the client stopped, once done is closed
 
+	// callbacks maps the goroutines running one of the client's callbacks
+	// (OnConnect, OnDisconnect, OnReconnecting) to how deep they are in, so
+	// that Close called from a callback does not wait for itself.
+	callbacks map[uint64]int
+
 	closeOnce sync.Once
 	doneOnce  sync.Once
 	done      chan struct{}
+	exited    chan struct{} // closed once Close has seen every goroutine exit
 }
 
 // NewClient returns a client for rawURL (ws:// or wss://). It does not
@@ -110,12 +116,15 @@ func NewClient(rawURL string, opts ...ClientOption) *Client {
 		rawURL: rawURL,
 		ready:  make(chan struct{}),
 		done:   make(chan struct{}),
+		exited: make(chan struct{}),
 	}
 	for _, o := range opts {
 		o.applyClient(&c.cfg)
 	}
 	c.ep.cfg = &c.cfg.config
-	c.ep.closed = c.sessionClosed
+	// All of it before Done closes: the supervisor, woken by Done, then
+	// reconnects only after OnDisconnect has returned.
+	c.ep.detached = c.sessionClosed
 	c.ser = c.cfg.serializers[0]
 	c.url, _ = url.Parse(rawURL)
 	c.ctx, c.cancelCtx = context.WithCancel(context.Background())
@@ -220,7 +229,8 @@ func (c *Client) connectOnce(ctx context.Context) (*Session, error) {
 	}
 	if f := c.cfg.onConnect; f != nil {
 		octx, cancel := mergeCancel(s.Context(), ctx)
-		err := f(octx, s)
+		var err error
+		c.inCallback(func() { err = f(octx, s) })
 		cancel()
 		if err != nil {
 			_ = s.Close("on-connect failed")
@@ -353,8 +363,8 @@ func (c *Client) sessionClosed(s *Session, ce *CloseError) {
 		c.ready = make(chan struct{})
 	}
 	c.mu.Unlock()
-	if c.cfg.onDisconnect != nil {
-		c.cfg.onDisconnect(ce)
+	if f := c.cfg.onDisconnect; f != nil {
+		c.inCallback(func() { f(ce) })
 	}
 }
 
@@ -405,7 +415,7 @@ func (c *Client) reconnect(minDelay time.Duration) (*Session, error) {
 			d = minDelay
 		}
 		if f := c.cfg.onReconnecting; f != nil {
-			f(attempt, d)
+			c.inCallback(func() { f(attempt, d) })
 		}
 		t := time.NewTimer(d)
 		select {
@@ -509,6 +519,9 @@ func (c *Client) Send(ctx context.Context, msg any) error {
 // Close stops reconnecting, closes the session gracefully and returns once
 // every goroutine the client started has exited. It may be called from any
 // state and from several goroutines; all return when the first has finished.
+// Called from OnConnect, OnDisconnect or OnReconnecting, it does the same but
+// returns without waiting for the goroutine it runs on, which exits as soon as
+// the callback returns; Done closes then.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
@@ -520,9 +533,50 @@ func (c *Client) Close() error {
 		if s != nil {
 			_ = s.Close("client closed")
 		}
-		c.ep.wg.Wait()
-		c.finish(ErrClosed)
+		// Owned by Close: callers wait for exited, and Done closes with it.
+		go func() {
+			c.ep.wg.Wait()
+			c.finish(ErrClosed)
+			close(c.exited)
+		}()
 	})
-	<-c.done
+	if c.callingBack() {
+		return nil
+	}
+	<-c.exited
 	return nil
+}
+
+// inCallback runs f, a user callback, recording that this goroutine is in it.
+func (c *Client) inCallback(f func()) {
+	id := goroutineID()
+	c.mu.Lock()
+	if c.callbacks == nil {
+		c.callbacks = make(map[uint64]int)
+	}
+	c.callbacks[id]++
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		if c.callbacks[id]--; c.callbacks[id] == 0 {
+			delete(c.callbacks, id)
+		}
+		c.mu.Unlock()
+	}()
+	f()
+}
+
+// callingBack reports whether the calling goroutine is inside one of the
+// client's callbacks.
+func (c *Client) callingBack() bool {
+	c.mu.Lock()
+	n := len(c.callbacks)
+	c.mu.Unlock()
+	if n == 0 {
+		return false // the common case: no callback runs, no stack to read
+	}
+	id := goroutineID()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.callbacks[id] > 0
 }

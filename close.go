@@ -3,9 +3,11 @@ package netmsg
 import (
 	"errors"
 	"io"
+	"net"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/lxzan/gws"
@@ -217,9 +219,35 @@ func classifyGwsClose(err error) *CloseError {
 		// Reads carry no deadline here, so this is a write that ran out of time.
 		return &CloseError{Reason: CloseSlowConsumer, Code: closeCodeTryAgainLater, Err: err}
 	}
+	if err != nil && !isNetworkError(err) {
+		// gws failed a read on the peer's input and hands over only the inner
+		// error: a reserved opcode (it sent 1002), a compressed frame that does
+		// not inflate or text that is not UTF-8 (fixCloseConn made it 1007).
+		if errors.Is(err, gws.ErrMessageTooLarge) {
+			return &CloseError{Reason: CloseMessageTooLarge, Code: closeCodeTooLarge, Text: err.Error(), Err: ErrMessageTooLarge}
+		}
+		code := closeCodeProtocol
+		// gws's inflater (klauspost/compress/flate) reports corrupt data as
+		// "flate: corrupt input before offset N".
+		if strings.HasPrefix(err.Error(), "flate: ") || errors.Is(err, gws.ErrTextEncoding) {
+			code = closeCodeInvalidData
+		}
+		return &CloseError{Reason: CloseProtocolError, Code: code, Text: err.Error(), Err: err}
+	}
 	c := &CloseError{Reason: CloseNetworkError, Code: closeCodeAbnormal, Remote: true, Err: err}
 	if err == nil {
 		c.Err = io.ErrUnexpectedEOF
 	}
 	return c
+}
+
+// isNetworkError reports whether err is the transport failing (EOF, reset,
+// a closed or timed-out socket) rather than gws refusing the peer's bytes.
+func isNetworkError(err error) bool {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	var ne net.Error
+	var errno syscall.Errno
+	return errors.As(err, &ne) || errors.As(err, &errno)
 }

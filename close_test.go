@@ -3,7 +3,9 @@ package netmsg
 import (
 	"errors"
 	"io"
+	"net"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -66,7 +68,14 @@ func TestClassifyGwsClose(t *testing.T) {
 		{"frame too large", fakeStatus(1009), CloseMessageTooLarge, false},
 		{"bad framing", fakeStatus(1002), CloseProtocolError, false},
 		{"eof", io.EOF, CloseNetworkError, true},
+		{"unexpected eof", io.ErrUnexpectedEOF, CloseNetworkError, true},
+		{"reset", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, CloseNetworkError, true},
+		{"closed socket", net.ErrClosed, CloseNetworkError, true},
 		{"write deadline", os.ErrDeadlineExceeded, CloseSlowConsumer, false},
+		{"reserved opcode", errors.New("gws: unexpected opcode 3"), CloseProtocolError, false},
+		{"corrupt deflate", errors.New("flate: corrupt input before offset 1"), CloseProtocolError, false},
+		{"bad utf-8", gws.ErrTextEncoding, CloseProtocolError, false},
+		{"inflated too large", gws.ErrMessageTooLarge, CloseMessageTooLarge, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -78,6 +87,8 @@ func TestClassifyGwsClose(t *testing.T) {
 	}
 	ce := classifyGwsClose(&gws.CloseError{Code: 1009})
 	assert.ErrorIs(t, ce, ErrMessageTooLarge)
+	assert.EqualValues(t, 1002, classifyGwsClose(errors.New("gws: unexpected opcode 3")).Code)
+	assert.EqualValues(t, 1007, classifyGwsClose(errors.New("flate: corrupt input before offset 1")).Code)
 }
 
 func TestReconnectAfter(t *testing.T) {
@@ -127,6 +138,8 @@ func TestFixInflateClose(t *testing.T) {
 		{"server frame", closeFrame(1011, gwsInflateOverflow, nil), closeFrame(1009, gwsInflateOverflow, nil)},
 		{"client frame", closeFrame(1011, gwsInflateOverflow, key), closeFrame(1009, gwsInflateOverflow, key)},
 		{"other 1011", closeFrame(1011, "gws: internal error!!", nil), closeFrame(1011, "gws: internal error!!", nil)},
+		{"corrupt deflate", closeFrame(1011, "flate: corrupt input before offset 1", key), closeFrame(1007, "flate: corrupt input before offset 1", key)},
+		{"truncated deflate", closeFrame(1011, "unexpected EOF", nil), closeFrame(1007, "unexpected EOF", nil)},
 		{"normal close", closeFrame(1000, gwsInflateOverflow, nil), closeFrame(1000, gwsInflateOverflow, nil)},
 		{"data frame", []byte{0x82, 3, 1, 2, 3}, []byte{0x82, 3, 1, 2, 3}},
 	}

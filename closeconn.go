@@ -10,11 +10,12 @@ import (
 // compressed frame inflates past ReadMaxPayloadSize.
 const gwsInflateOverflow = "gws: message too large"
 
-// fixCloseConn corrects the one close frame gws sends with the wrong code:
-// when a compressed frame inflates past the limit, gws answers 1011 (internal
-// error) although the peer sent a message that is too large. This wrapper
-// rewrites that frame's code to 1009 so the peer learns the real reason.
-// Every other write passes through after a one-byte check.
+// fixCloseConn corrects the close frames gws sends with the wrong code: when
+// a compressed frame fails to inflate, gws answers 1011 (internal error)
+// although the fault is the peer's. Past the size limit that is rewritten to
+// 1009 (too large); for data that does not inflate, to 1007 (invalid data).
+// The inflater's frames are told apart by their texts. Every other write
+// passes through after a one-byte check.
 type fixCloseConn struct{ net.Conn }
 
 func (c fixCloseConn) Write(p []byte) (int, error) {
@@ -24,8 +25,9 @@ func (c fixCloseConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// fixInflateClose rewrites, in place, a close frame carrying 1011 and gws's
-// overflow text to carry 1009.
+// fixInflateClose rewrites, in place, a close frame carrying 1011 with one of
+// the inflater's texts to carry 1009 (gws's overflow text) or 1007 (a corrupt
+// or truncated deflate stream).
 func fixInflateClose(p []byte) {
 	n := int(p[1] & 0x7f)
 	masked := p[1]&0x80 != 0
@@ -38,22 +40,31 @@ func fixInflateClose(p []byte) {
 		copy(key[:], p[2:6])
 		off = 6
 	}
-	if n > 125 || len(p) != off+n || n != 2+len(gwsInflateOverflow) {
+	if n > 125 || n < 2 || len(p) != off+n {
 		return
 	}
-	payload := make([]byte, n)
-	copy(payload, p[off:])
+	var payload [125]byte
+	copy(payload[:n], p[off:])
 	if masked {
-		for i := range payload {
+		for i := range n {
 			payload[i] ^= key[i%4]
 		}
 	}
-	if binary.BigEndian.Uint16(payload) != closeCodeInternal || !bytes.Equal(payload[2:], []byte(gwsInflateOverflow)) {
+	if binary.BigEndian.Uint16(payload[:2]) != closeCodeInternal {
 		return
 	}
-	binary.BigEndian.PutUint16(payload, closeCodeTooLarge)
+	var code uint16
+	switch text := payload[2:n]; {
+	case bytes.Equal(text, []byte(gwsInflateOverflow)):
+		code = closeCodeTooLarge
+	case bytes.HasPrefix(text, []byte("flate: ")), bytes.Equal(text, []byte("unexpected EOF")):
+		code = closeCodeInvalidData
+	default:
+		return
+	}
+	binary.BigEndian.PutUint16(payload[:2], code)
 	if masked {
-		for i := range payload[:2] {
+		for i := range 2 {
 			payload[i] ^= key[i%4]
 		}
 	}

@@ -2,6 +2,7 @@ package netmsg
 
 import (
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,7 +24,10 @@ type endpoint struct {
 	active   atomic.Int64
 	draining atomic.Bool
 
-	// closed is called once per session, on its read loop, after it closed.
+	// detached is called once per session, on its read loop, when it has
+	// closed, before its Done channel closes: the owner's bookkeeping.
+	detached func(*Session, *CloseError)
+	// closed is called next, after Done has closed: the user's callbacks.
 	closed func(*Session, *CloseError)
 
 	lateResponses    atomic.Uint64
@@ -48,7 +52,14 @@ func (ep *endpoint) unhandled(s *Session, typ string) {
 	}
 }
 
-func (ep *endpoint) sessionClosed(s *Session, ce *CloseError) {
+// sessionEnded runs the owner's hooks for a closed session and closes its
+// Done channel between them, so that inside OnSessionClose and OnDisconnect
+// the session already looks closed and is no longer registered.
+func (ep *endpoint) sessionEnded(s *Session, ce *CloseError) {
+	if ep.detached != nil {
+		ep.detached(s, ce)
+	}
+	close(s.done)
 	if ep.closed != nil {
 		ep.closed(s, ce)
 	}
@@ -98,6 +109,26 @@ func (ep *endpoint) startReading(s *Session) {
 	s.startHeartbeat()
 	go func() {
 		defer ep.wg.Done()
+		defer func() {
+			if r := recover(); r != nil {
+				s.readLoopPanicked(r)
+			}
+		}()
 		s.conn.ReadLoop()
 	}()
+}
+
+// readLoopPanicked ends a session whose read loop panicked inside gws. gws
+// recovers panics in the event handlers, not in its own frame parser, and a
+// peer can make that panic: gws v1.9.1 turns a 64-bit frame length with the
+// top bit set (RFC 6455 forbids it) into a negative int and slices with it.
+// Left alone that panic would kill the process and every session in it; here
+// it closes this one session as a protocol error. gws's OnClose never runs
+// after such a panic, so the session's own close path runs instead.
+func (s *Session) readLoopPanicked(r any) {
+	err := fmt.Errorf("netmsg: the WebSocket reader failed on the peer's input: %v", r)
+	s.ep.cfg.logger.Warn(err.Error(), "session", s.id, "stack", string(debug.Stack()))
+	s.protocolErrorText(err, "malformed frame")
+	_ = s.conn.NetConn().Close()
+	s.onClose(s.closedErr())
 }

@@ -35,6 +35,9 @@ type Server struct {
 	closing  bool
 	https    []*http.Server
 
+	// handshakes counts ServeHTTP calls in progress; Shutdown waits for them.
+	handshakes sync.WaitGroup
+
 	shutdownOnce sync.Once
 	shutdownErr  error
 	shutdownDone chan struct{}
@@ -52,6 +55,7 @@ func NewServer(opts ...ServerOption) *Server {
 		o.applyServer(&srv.cfg)
 	}
 	srv.ep.cfg = &srv.cfg.config
+	srv.ep.detached = srv.sessionDetached
 	srv.ep.closed = srv.sessionClosed
 	for _, s := range srv.cfg.serializers {
 		p := serializer.Subprotocol(s)
@@ -84,6 +88,18 @@ func (srv *Server) Stats() Stats { return srv.ep.stats() }
 // WebSocket handshake or offers no serializer this server accepts, 401 (or an
 // *HTTPError's status) when Authorize refuses.
 func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Count the handshake so Shutdown waits for it: net/http does not wait for
+	// handlers, and Authorize may take a while.
+	srv.mu.Lock()
+	if srv.closing {
+		srv.mu.Unlock()
+		http.Error(w, "netmsg: server is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	srv.handshakes.Add(1)
+	srv.mu.Unlock()
+	defer srv.handshakes.Done()
+
 	if !srv.originAllowed(r) {
 		http.Error(w, "netmsg: origin not allowed", http.StatusForbidden)
 		return
@@ -221,10 +237,13 @@ func (srv *Server) originAllowed(r *http.Request) bool {
 	return false
 }
 
-func (srv *Server) sessionClosed(s *Session, ce *CloseError) {
+func (srv *Server) sessionDetached(s *Session, _ *CloseError) {
 	srv.mu.Lock()
 	delete(srv.sessions, s.id)
 	srv.mu.Unlock()
+}
+
+func (srv *Server) sessionClosed(s *Session, ce *CloseError) {
 	if srv.cfg.onSessionClose != nil {
 		srv.cfg.onSessionClose(s, ce)
 	}
@@ -372,7 +391,13 @@ func (srv *Server) shutdown(ctx context.Context) error {
 		}
 	}
 	done := make(chan struct{})
-	go func() { srv.ep.wg.Wait(); close(done) }()
+	go func() {
+		// No handshake can register a session once it is done (closing is
+		// set), so after it the session goroutines are all counted.
+		srv.handshakes.Wait()
+		srv.ep.wg.Wait()
+		close(done)
+	}()
 	select {
 	case <-done:
 		return err

@@ -50,6 +50,12 @@ type Session struct {
 	pending map[uint64]*call
 	pclosed bool
 	nextID  uint64
+	// Ids of calls whose caller gave up, so that their answers, when they
+	// come, are counted as late rather than unknown. Bounded: the oldest
+	// are forgotten first.
+	abandoned     map[uint64]struct{}
+	abandonedRing []uint64
+	abandonedNext int
 
 	// Requests the peer sent that are queued or running, for CANCEL.
 	imu      sync.Mutex
@@ -441,8 +447,12 @@ func (s *Session) abort(ce *CloseError) {
 
 // protocolError closes the session because the peer sent something malformed.
 func (s *Session) protocolError(err error) {
+	s.protocolErrorText(err, "malformed envelope")
+}
+
+func (s *Session) protocolErrorText(err error, text string) {
 	s.ep.reportError(s, err)
-	s.closeWith(&CloseError{Reason: CloseProtocolError, Code: closeCodeProtocol, Text: "malformed envelope", Err: err}, false)
+	s.closeWith(&CloseError{Reason: CloseProtocolError, Code: closeCodeProtocol, Text: text, Err: err}, false)
 }
 
 // onClose runs once, on the read loop, when gws has closed the connection. It
@@ -485,8 +495,7 @@ func (s *Session) onClose(err error) {
 	}
 	s.ep.active.Add(-int64(len(queued)))
 
-	s.ep.sessionClosed(s, ce)
-	close(s.done)
+	s.ep.sessionEnded(s, ce)
 }
 
 // ---- requests this side sends ----
@@ -522,6 +531,9 @@ func putTimer(t *time.Timer) {
 // response payload; the caller recycles it.
 func (s *Session) call(ctx context.Context, req any, deadline time.Time) (*inbound, error) {
 	name := TypeName(req)
+	if err := ctx.Err(); err != nil {
+		return nil, callError(err, name) // over before it began: send nothing
+	}
 	var timeoutMs uint64
 	var expired <-chan time.Time
 	if dl, ok := ctx.Deadline(); ok {
@@ -572,7 +584,7 @@ func (s *Session) call(ctx context.Context, req any, deadline time.Time) (*inbou
 	case <-expired:
 		cause = context.DeadlineExceeded
 	}
-	if s.removePending(id) {
+	if s.abandon(id) {
 		callPool.Put(c)
 		s.sendCancel(id)
 		return nil, callError(cause, name)
@@ -618,6 +630,33 @@ func (s *Session) removePending(id uint64) bool {
 	return ok
 }
 
+// maxAbandoned bounds how many given-up call ids a session remembers.
+const maxAbandoned = 1024
+
+// abandon removes the pending call id because its caller gave up, and
+// remembers the id so a late answer is told apart from an unknown one. It
+// reports whether the call was still pending.
+func (s *Session) abandon(id uint64) bool {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	if _, ok := s.pending[id]; !ok {
+		return false
+	}
+	delete(s.pending, id)
+	if s.abandoned == nil {
+		s.abandoned = make(map[uint64]struct{})
+	}
+	if len(s.abandonedRing) < maxAbandoned {
+		s.abandonedRing = append(s.abandonedRing, id)
+	} else {
+		delete(s.abandoned, s.abandonedRing[s.abandonedNext])
+		s.abandonedRing[s.abandonedNext] = id
+		s.abandonedNext = (s.abandonedNext + 1) % maxAbandoned
+	}
+	s.abandoned[id] = struct{}{}
+	return true
+}
+
 func (s *Session) sendCancel(id uint64) {
 	f := getFrame(gws.OpcodeBinary)
 	f.b = wire.AppendHeaderAndPayload(f.b[:0], wire.KindCancel, id, "", nil, 0, nil)
@@ -626,12 +665,22 @@ func (s *Session) sendCancel(id uint64) {
 
 // deliver hands a RESPONSE or ERROR to the call waiting for it.
 func (s *Session) deliver(in *inbound) {
+	id := in.env.ID
 	s.pmu.Lock()
-	c := s.pending[in.env.ID]
-	delete(s.pending, in.env.ID)
+	c := s.pending[id]
+	late := false
+	if c != nil {
+		delete(s.pending, id)
+	} else if _, late = s.abandoned[id]; late {
+		delete(s.abandoned, id) // its slot in the ring is reused in turn
+	}
 	s.pmu.Unlock()
 	if c == nil {
-		s.ep.unknownResponses.Add(1)
+		if late {
+			s.ep.lateResponses.Add(1)
+		} else {
+			s.ep.unknownResponses.Add(1)
+		}
 		in.recycle()
 		return
 	}
