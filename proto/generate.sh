@@ -2,6 +2,9 @@
 # Regenerates the Go code for netmsg's .proto files:
 #   proto/envelope.proto        -> proto/envelopepb/envelope.pb.go
 #   internal/testpb/test.proto  -> internal/testpb/test.pb.go
+#   bench/internal/benchpb/bench.proto -> bench/internal/benchpb/bench.pb.go
+#     (the bench module's contract; its go_package is under this module path,
+#     so the same --go_opt=module places it)
 #
 # Usage: proto/generate.sh [OUTDIR]
 # Run from anywhere; paths are taken from the repository root. OUTDIR
@@ -50,4 +53,5 @@ fi
 protoc -I . \
   --go_out="$out" --go_opt=module=github.com/netmsg/netmsg \
   proto/envelope.proto \
-  internal/testpb/test.proto
+  internal/testpb/test.proto \
+  bench/internal/benchpb/bench.proto
