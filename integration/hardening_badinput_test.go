@@ -373,7 +373,17 @@ func hdTopBitToClient(t *testing.T) {
 		_, _ = io.Copy(io.Discard, br) // until the client hangs up
 	}()
 	disc := make(chan *netmsg.CloseError, 1)
-	hdConnect(t, "ws://"+ln.Addr().String()+"/", netmsg.WithOnDisconnect(func(ce *netmsg.CloseError) { disc <- ce }))
+	cli := netmsg.NewClient("ws://"+ln.Addr().String()+"/", netmsg.WithOnDisconnect(func(ce *netmsg.CloseError) { disc <- ce }))
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// The frame follows the handshake at once, so the session may end before
+	// Connect has returned: then Connect fails with the same *CloseError.
+	if err := cli.Connect(ctx); err != nil {
+		var ce *netmsg.CloseError
+		require.ErrorAs(t, err, &ce, "Connect")
+		assert.Contains(t, []string{netmsg.CloseProtocolError.String(), netmsg.CloseMessageTooLarge.String()}, ce.Reason.String())
+	}
 	select {
 	case ce := <-disc:
 		assert.Contains(t, []string{netmsg.CloseProtocolError.String(), netmsg.CloseMessageTooLarge.String()}, ce.Reason.String())
