@@ -229,8 +229,8 @@ func (c *Client) connectOnce(ctx context.Context) (*Session, error) {
 	}
 	if f := c.cfg.onConnect; f != nil {
 		octx, cancel := mergeCancel(s.Context(), ctx)
-		var err error
-		c.inCallback(func() { err = f(octx, s) })
+		err := errors.New("OnConnect panicked")
+		c.inCallback("OnConnect", func() { err = f(octx, s) })
 		cancel()
 		if err != nil {
 			_ = s.Close("on-connect failed")
@@ -364,7 +364,7 @@ func (c *Client) sessionClosed(s *Session, ce *CloseError) {
 	}
 	c.mu.Unlock()
 	if f := c.cfg.onDisconnect; f != nil {
-		c.inCallback(func() { f(ce) })
+		c.inCallback("OnDisconnect", func() { f(ce) })
 	}
 }
 
@@ -415,7 +415,7 @@ func (c *Client) reconnect(minDelay time.Duration) (*Session, error) {
 			d = minDelay
 		}
 		if f := c.cfg.onReconnecting; f != nil {
-			c.inCallback(func() { f(attempt, d) })
+			c.inCallback("OnReconnecting", func() { f(attempt, d) })
 		}
 		t := time.NewTimer(d)
 		select {
@@ -547,8 +547,9 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// inCallback runs f, a user callback, recording that this goroutine is in it.
-func (c *Client) inCallback(f func()) {
+// inCallback runs f, a user callback, recording that this goroutine is in it;
+// a panic in f is recovered and logged.
+func (c *Client) inCallback(name string, f func()) {
 	id := goroutineID()
 	c.mu.Lock()
 	if c.callbacks == nil {
@@ -563,7 +564,7 @@ func (c *Client) inCallback(f func()) {
 		}
 		c.mu.Unlock()
 	}()
-	f()
+	c.ep.callback(name, f)
 }
 
 // callingBack reports whether the calling goroutine is inside one of the

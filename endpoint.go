@@ -40,16 +40,28 @@ func (ep *endpoint) done1() { ep.active.Add(-1) }
 
 func (ep *endpoint) reportError(s *Session, err error) {
 	ep.cfg.logger.Warn(err.Error(), "session", s.id)
-	if ep.cfg.onError != nil {
-		ep.cfg.onError(s, err)
+	if f := ep.cfg.onError; f != nil {
+		ep.callback("OnError", func() { f(s, err) })
 	}
 }
 
 func (ep *endpoint) unhandled(s *Session, typ string) {
 	ep.cfg.logger.Debug("netmsg: no handler for message", "type", typ, "session", s.id)
-	if ep.cfg.onUnhandled != nil {
-		ep.cfg.onUnhandled(s, typ)
+	if f := ep.cfg.onUnhandled; f != nil {
+		ep.callback("OnUnhandled", func() { f(s, typ) })
 	}
+}
+
+// callback runs a user callback and recovers its panic: a bug in an event
+// callback is logged with its stack and must not skip the library's own
+// bookkeeping around it (closing Done, reconnecting) or kill the process.
+func (ep *endpoint) callback(name string, f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			ep.cfg.logger.Error("netmsg: "+name+" callback panicked", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	f()
 }
 
 // sessionEnded runs the owner's hooks for a closed session and closes its

@@ -161,8 +161,8 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	srv.mu.Unlock()
 	if closing {
 		s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: "server shutting down"}, false)
-	} else if srv.cfg.onSessionOpen != nil {
-		srv.cfg.onSessionOpen(s)
+	} else if f := srv.cfg.onSessionOpen; f != nil {
+		srv.ep.callback("OnSessionOpen", func() { f(s) })
 	}
 	srv.ep.startReading(s)
 }
@@ -244,8 +244,8 @@ func (srv *Server) sessionDetached(s *Session, _ *CloseError) {
 }
 
 func (srv *Server) sessionClosed(s *Session, ce *CloseError) {
-	if srv.cfg.onSessionClose != nil {
-		srv.cfg.onSessionClose(s, ce)
+	if f := srv.cfg.onSessionClose; f != nil {
+		srv.ep.callback("OnSessionClose", func() { f(s, ce) })
 	}
 }
 

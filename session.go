@@ -228,6 +228,9 @@ func (s *Session) encode(kind wire.Kind, id uint64, name string, v any, timeoutM
 }
 
 func encodeFrame(ser serializer.Serializer, limit int, kind wire.Kind, id uint64, name string, v any, timeoutMs uint64, md map[string]string) (*frame, error) {
+	if len(md) > wire.MaxMetadataEntries {
+		return nil, fmt.Errorf("netmsg: cannot send %s with %d metadata entries: at most %d", name, len(md), wire.MaxMetadataEntries)
+	}
 	var payload []byte
 	var pb *[]byte
 	var err error

@@ -16,7 +16,7 @@ import (
 // forward compatibility.
 //
 // It returns an error wrapping ErrMalformed for a truncated or overlong
-// varint, a length beyond the end of the buffer, an invalid field number or
+// varint, more than MaxMetadataEntries metadata entries, a length beyond the end of the buffer, an invalid field number or
 // wire type, or a known field with the wrong wire type; and an error wrapping
 // ErrUnknownKind when the kind is missing, zero or greater than KindCancel.
 // Decode does not allocate unless it fails or e.Metadata needs to grow.
@@ -66,6 +66,12 @@ func Decode(data []byte, e *Envelope) error {
 					return err
 				}
 			default:
+				if len(e.Metadata) >= MaxMetadataEntries {
+					// An empty entry is 2 bytes on the wire and a KV 48 in
+					// memory: unbounded, a frame of entries would cost 24
+					// times its size.
+					return fmt.Errorf("%w: more than %d metadata entries", ErrMalformed, MaxMetadataEntries)
+				}
 				kv, err := decodeEntry(v)
 				if err != nil {
 					return err

@@ -207,3 +207,32 @@ func assertPrefixBytes(t *testing.T, want, got []byte, name string, off int) {
 		assert.Equal(t, want, got, "%s at offset %d", name, off)
 	}
 }
+
+// An envelope of nothing but empty metadata entries (2 bytes each on the
+// wire, 48 in memory) is refused past MaxMetadataEntries, so decoding costs
+// memory in proportion to the frame, not 24 times it.
+func TestDecodeBoundsMetadataEntries(t *testing.T) {
+	head := []byte{tagKind, byte(KindMessage), tagType, 1, 'x'}
+	entries := func(n int) []byte {
+		b := append([]byte(nil), head...)
+		for range n {
+			b = append(b, tagMetadata, 0)
+		}
+		return b
+	}
+	var e Envelope
+	require.NoError(t, Decode(entries(MaxMetadataEntries), &e))
+	assert.Len(t, e.Metadata, MaxMetadataEntries)
+
+	err := Decode(entries(MaxMetadataEntries+1), &e)
+	require.ErrorIs(t, err, ErrMalformed)
+	assert.Contains(t, err.Error(), "metadata entries")
+
+	flood := entries((1 << 20) / 2)
+	allocs := testing.AllocsPerRun(5, func() {
+		e = Envelope{}
+		_ = Decode(flood, &e)
+	})
+	assert.LessOrEqual(t, allocs, 16.0, "allocations decoding a 1 MiB metadata flood")
+	assert.LessOrEqual(t, cap(e.Metadata), 2*MaxMetadataEntries, "metadata capacity kept after a flood")
+}

@@ -23,6 +23,11 @@ import (
 type Kind uint8
 
 // Envelope kinds. The zero Kind (KIND_UNSPECIFIED) is never valid on the wire.
+// MaxMetadataEntries bounds the metadata entries of one envelope, on both
+// sides: metadata is for a few values such as trace context, and the bound
+// keeps a decoded envelope's memory proportional to its size.
+const MaxMetadataEntries = 64
+
 const (
 	KindMessage  Kind = 1 // one-way message
 	KindRequest  Kind = 2 // request expecting one RESPONSE or ERROR
