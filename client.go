@@ -122,6 +122,7 @@ func NewClient(rawURL string, opts ...ClientOption) *Client {
 		o.applyClient(&c.cfg)
 	}
 	c.ep.cfg = &c.cfg.config
+	c.ep.client = true
 	// All of it before Done closes: the supervisor, woken by Done, then
 	// reconnects only after OnDisconnect has returned.
 	c.ep.detached = c.sessionClosed

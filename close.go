@@ -191,11 +191,17 @@ func reasonForCode(code uint16) CloseReason {
 type statusCoder interface{ Uint16() uint16 }
 
 // classifyGwsClose turns the error gws hands to OnClose into a CloseError, for
-// a session that had not recorded a reason of its own before.
-func classifyGwsClose(err error) *CloseError {
+// a session that had not recorded a reason of its own before. peerIsServer
+// says which end the peer is.
+func classifyGwsClose(err error, peerIsServer bool) *CloseError {
 	var ce *gws.CloseError
 	if errors.As(err, &ce) {
 		c := &CloseError{Reason: reasonForCode(ce.Code), Code: ce.Code, Text: string(ce.Reason), Remote: true}
+		if ce.Code == closeCodeGoingAway && !peerIsServer {
+			// A client's 1001 is "going away" (a browser leaving the page),
+			// not a server shutting down.
+			c.Reason = ClosePeerNormal
+		}
 		if ce.Code == closeCodeInternal && c.Text == gwsInflateOverflow {
 			c.Reason = CloseMessageTooLarge // a peer whose close frame was not corrected
 		}

@@ -79,16 +79,17 @@ func TestClassifyGwsClose(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ce := classifyGwsClose(tc.err)
+			ce := classifyGwsClose(tc.err, true)
 			assert.Equal(t, tc.reason, ce.Reason)
 			assert.Equal(t, tc.remote, ce.Remote)
 			assert.ErrorIs(t, ce, ErrClosed)
 		})
 	}
-	ce := classifyGwsClose(&gws.CloseError{Code: 1009})
+	ce := classifyGwsClose(&gws.CloseError{Code: 1009}, true)
 	assert.ErrorIs(t, ce, ErrMessageTooLarge)
-	assert.EqualValues(t, 1002, classifyGwsClose(errors.New("gws: unexpected opcode 3")).Code)
-	assert.EqualValues(t, 1007, classifyGwsClose(errors.New("flate: corrupt input before offset 1")).Code)
+	assert.Equal(t, ClosePeerNormal, classifyGwsClose(&gws.CloseError{Code: 1001}, false).Reason, "a client going away")
+	assert.EqualValues(t, 1002, classifyGwsClose(errors.New("gws: unexpected opcode 3"), true).Code)
+	assert.EqualValues(t, 1007, classifyGwsClose(errors.New("flate: corrupt input before offset 1"), true).Code)
 }
 
 func TestReconnectAfter(t *testing.T) {
@@ -152,6 +153,6 @@ func TestFixInflateClose(t *testing.T) {
 			assert.Equal(t, tc.want, p)
 		})
 	}
-	ce := classifyGwsClose(&gws.CloseError{Code: 1011, Reason: []byte(gwsInflateOverflow)})
+	ce := classifyGwsClose(&gws.CloseError{Code: 1011, Reason: []byte(gwsInflateOverflow)}, true)
 	assert.Equal(t, CloseMessageTooLarge, ce.Reason)
 }

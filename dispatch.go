@@ -81,6 +81,15 @@ func (s *Session) onMessage(msg *gws.Message) {
 		s.cancelInflight(in.env.ID)
 		in.recycle()
 	case wire.KindMessage:
+		if s.ep.draining.Load() {
+			// Shutdown has begun: like a request (answered CodeUnavailable),
+			// a message arriving now is not taken on, so that steady traffic
+			// cannot hold the drain open. Counted, not silently lost.
+			s.ep.drainDropped.Add(1)
+			s.ep.cfg.logger.Debug("netmsg: dropped a message arriving during shutdown", "type", string(in.env.Type), "session", s.id)
+			in.recycle()
+			return
+		}
 		in.ctx = s.ctx
 		s.push(in)
 	case wire.KindRequest:

@@ -13,8 +13,9 @@ import (
 // endpoint is what a Server and a Client share: configuration, handlers, and
 // the goroutines their sessions start.
 type endpoint struct {
-	cfg *config
-	reg registry
+	cfg    *config
+	reg    registry
+	client bool // this end is a Client: its peers are servers
 
 	// wg counts every goroutine started for sessions: read loops, dispatchers
 	// and writers. Server.Shutdown and Client.Close wait for it.
@@ -32,6 +33,7 @@ type endpoint struct {
 
 	lateResponses    atomic.Uint64
 	unknownResponses atomic.Uint64
+	drainDropped     atomic.Uint64
 }
 
 func (ep *endpoint) handlerRegistry() *registry { return &ep.reg }
@@ -83,10 +85,17 @@ type Stats struct {
 	LateResponses uint64
 	// UnknownResponses counts responses for ids never asked or already answered.
 	UnknownResponses uint64
+	// DroppedDuringShutdown counts messages that arrived after Server.Shutdown
+	// began and were not handled (requests get CodeUnavailable instead).
+	DroppedDuringShutdown uint64
 }
 
 func (ep *endpoint) stats() Stats {
-	return Stats{LateResponses: ep.lateResponses.Load(), UnknownResponses: ep.unknownResponses.Load()}
+	return Stats{
+		LateResponses:         ep.lateResponses.Load(),
+		UnknownResponses:      ep.unknownResponses.Load(),
+		DroppedDuringShutdown: ep.drainDropped.Load(),
+	}
 }
 
 // msDuration converts a timeout in milliseconds, capping absurd values.

@@ -3,6 +3,7 @@ package netmsg
 import (
 	"context"
 	"errors"
+	"fmt"
 	"iter"
 	"net"
 	"net/http"
@@ -348,9 +349,17 @@ const shutdownHint = 500 * time.Millisecond
 // Shutdown drains the server: new connections are refused with 503 and new
 // requests are answered with CodeUnavailable, handlers already running finish
 // and their responses are delivered, then every session is closed with 1001
-// (CloseServerShutdown) and a reconnect hint. When ctx ends first the rest is
-// closed at once. Shutdown returns once every goroutine the server started has
-// exited; calling it again waits for the first call.
+// (CloseServerShutdown) and a reconnect hint. Messages that arrive once the
+// drain has begun are dropped and counted (Stats.DroppedDuringShutdown), so
+// steady traffic cannot hold the drain open. When ctx ends first the rest is
+// closed at once, still with 1001. Shutdown returns once every goroutine the
+// server started has exited; calling it again waits for the first call.
+//
+// Called from one of the server's own handlers or callbacks, Shutdown cannot
+// wait for the goroutine it runs on: it then returns once ctx has ended and a
+// further DisconnectTimeout has passed, with an error saying goroutines are
+// still running. Give it a ctx with a deadline there, or call it on a
+// goroutine of its own.
 func (srv *Server) Shutdown(ctx context.Context) error {
 	srv.shutdownOnce.Do(func() {
 		defer close(srv.shutdownDone)
@@ -384,11 +393,9 @@ func (srv *Server) shutdown(ctx context.Context) error {
 
 	text := "server shutting down; " + reconnectHintKey + shutdownHint.String()
 	for s := range srv.Sessions() {
-		if err != nil {
-			s.abort(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: "server shut down"})
-		} else {
-			s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: text}, true)
-		}
+		// Graceful after a complete drain; otherwise at once, but still with
+		// 1001 and the hint, so clients know to come back.
+		s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: text}, err == nil)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -409,6 +416,16 @@ func (srv *Server) shutdown(ctx context.Context) error {
 	for s := range srv.Sessions() {
 		s.abort(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: "server shut down"})
 	}
-	<-done
-	return err
+	// Every connection is closed now, so the goroutines end promptly, unless
+	// one is Shutdown's own caller (a handler or callback) or is stuck in user
+	// code (an Authorize or handler that ignores its ctx): then give up
+	// waiting after a grace period rather than hang.
+	t := time.NewTimer(srv.cfg.disconnectTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("netmsg: Shutdown: %w; goroutines still running %v after every connection was closed (called from a handler or callback, or one ignores its ctx?)", err, srv.cfg.disconnectTimeout)
+	}
 }

@@ -383,7 +383,7 @@ func (s *Session) write(f *frame) error {
 }
 
 func (s *Session) onWriteError(err error) {
-	ce := classifyGwsClose(err)
+	ce := classifyGwsClose(err, s.ep.client)
 	if ce.Reason == CloseNetworkError {
 		ce.Remote = false
 	}
@@ -461,7 +461,7 @@ func (s *Session) protocolErrorText(err error, text string) {
 // onClose runs once, on the read loop, when gws has closed the connection. It
 // releases everything the session holds and reports the close.
 func (s *Session) onClose(err error) {
-	ce := classifyGwsClose(err)
+	ce := classifyGwsClose(err, s.ep.client)
 	if !s.closeErr.CompareAndSwap(nil, ce) {
 		ce = s.closeErr.Load()
 	}
