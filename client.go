@@ -93,6 +93,7 @@ type Client struct {
 	mu      sync.Mutex
 	state   ConnState
 	sess    *Session
+	setup   *Session      // a session still in OnConnect, not yet current
 	ready   chan struct{} // closed while Connected; replaced when the connection ends
 	running bool          // the supervisor is running
 	err     error         // why the client stopped, once done is closed
@@ -228,6 +229,13 @@ func (c *Client) connectOnce(ctx context.Context) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		c.mu.Lock()
+		if c.setup == s {
+			c.setup = nil
+		}
+		c.mu.Unlock()
+	}()
 	if f := c.cfg.onConnect; f != nil {
 		octx, cancel := mergeCancel(s.Context(), ctx)
 		err := errors.New("OnConnect panicked")
@@ -345,6 +353,7 @@ func (c *Client) dial(ctx context.Context) (*Session, error) {
 		return nil, ErrClosed
 	}
 	c.ep.wg.Add(1)
+	c.setup = s
 	c.mu.Unlock()
 	c.ep.startReading(s)
 	return s, nil
@@ -527,12 +536,16 @@ func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
 		c.state = Closed
-		s := c.sess
+		s, setup := c.sess, c.setup
 		c.sess = nil
 		c.mu.Unlock()
 		c.cancelCtx()
 		if s != nil {
 			_ = s.Close("client closed")
+		}
+		if setup != nil {
+			// Its OnConnect may be waiting on the session, not on its ctx.
+			_ = setup.Close("client closed")
 		}
 		// Owned by Close: callers wait for exited, and Done closes with it.
 		go func() {

@@ -5,9 +5,11 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lxzan/gws"
 	"github.com/stretchr/testify/assert"
@@ -155,4 +157,14 @@ func TestFixInflateClose(t *testing.T) {
 	}
 	ce := classifyGwsClose(&gws.CloseError{Code: 1011, Reason: []byte(gwsInflateOverflow)}, true)
 	assert.Equal(t, CloseMessageTooLarge, ce.Reason)
+}
+
+func TestCloseTextFitsAFrameAndStaysUTF8(t *testing.T) {
+	t.Parallel()
+	assert.Equal(t, "bye", closeText("bye"))
+	long := strings.Repeat("é", 100) // 200 bytes, 2 per character
+	got := closeText(long)
+	assert.LessOrEqual(t, len(got), 123)
+	assert.Equal(t, 122, len(got), "cut at the last whole character")
+	assert.True(t, utf8.ValidString(got))
 }

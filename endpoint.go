@@ -130,6 +130,7 @@ func (ep *endpoint) startReading(s *Session) {
 	s.startHeartbeat()
 	go func() {
 		defer ep.wg.Done()
+		s.readerID.Store(goroutineID())
 		defer func() {
 			if r := recover(); r != nil {
 				s.readLoopPanicked(r)

@@ -186,11 +186,12 @@ func (srv *Server) upgrade(w http.ResponseWriter, r *http.Request) (*gws.Conn, e
 // negotiate returns the subprotocol gws will pick: the first of the server's,
 // in its order of preference, that the client offered.
 func (srv *Server) negotiate(r *http.Request) string {
+	// Only the first header line: gws reads the offer with Header.Get, and
+	// what is negotiated here must be what gws then picks, so that a refusal
+	// is still an HTTP answer and never one after the hijack.
 	var offered []string
-	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
-		for _, p := range strings.Split(v, ",") {
-			offered = append(offered, strings.TrimSpace(p))
-		}
+	for _, p := range strings.Split(r.Header.Get("Sec-WebSocket-Protocol"), ",") {
+		offered = append(offered, strings.TrimSpace(p))
 	}
 	for _, p := range srv.protos {
 		for _, o := range offered {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lxzan/gws"
 	"github.com/netmsg/netmsg/internal/wire"
@@ -33,7 +34,9 @@ type Session struct {
 
 	closeErr atomic.Pointer[CloseError]
 	done     chan struct{}
-	reading  atomic.Bool // the read loop has started; Close may wait for it
+	reading  atomic.Bool   // the read loop has started; Close may wait for it
+	readerID atomic.Uint64 // the read loop's goroutine, which Close must not wait on
+	hardStop atomic.Bool   // closed without a handshake: write nothing more
 
 	// Outbound queue: frames waiting for the one goroutine that writes.
 	wmu       sync.Mutex
@@ -153,6 +156,11 @@ func (s *Session) Kick(reason string) error {
 func (s *Session) waitClosed() {
 	if !s.reading.Load() {
 		return // the read loop has not started (Close from OnSessionOpen)
+	}
+	if id := s.readerID.Load(); id != 0 && id == goroutineID() {
+		// Called on the read loop (OnError, OnDisconnect): it cannot read
+		// the peer's answer while it waits here, so do not wait.
+		return
 	}
 	t := time.NewTimer(s.ep.cfg.disconnectTimeout + time.Second)
 	defer t.Stop()
@@ -372,7 +380,14 @@ func (s *Session) write(f *frame) error {
 	if f.op == gws.OpcodeCloseConnection {
 		_ = s.conn.NetConn().SetWriteDeadline(time.Now().Add(s.ep.cfg.disconnectTimeout))
 		s.wdeadline = time.Time{}
-		return s.conn.WriteMessage(f.op, f.b)
+		// WriteClose, not WriteMessage: it marks the connection closed, so
+		// gws does not send a second close frame when the peer answers.
+		return s.conn.WriteClose(uint16(f.b[0])<<8|uint16(f.b[1]), f.b[2:])
+	}
+	if s.hardStop.Load() {
+		// Closed at once: the short deadline set for the close frame must
+		// not be pushed out by the refresh below.
+		return net.ErrClosed
 	}
 	wt := s.ep.cfg.writeTimeout
 	if now := time.Now(); now.Sub(s.wdeadline) > wt/8 {
@@ -402,16 +417,19 @@ func (s *Session) closeWith(ce *CloseError, graceful bool) {
 		return
 	}
 	s.stopMailbox()
+	// Handlers' contexts are cancelled and pending calls failed (released)
+	// only once the write state refuses new frames, so that nothing a
+	// cancelled handler answers can slip out before the close frame.
+	released := func() { s.cancel(ce); s.failPending(ce) }
 	payload := make([]byte, 2, 2+len(ce.Text))
 	payload[0], payload[1] = byte(ce.Code>>8), byte(ce.Code)
-	payload = append(payload, ce.Text...)
-	if len(payload) > 123 {
-		payload = payload[:123] // control frames carry at most 125 bytes
-	}
+	payload = append(payload, closeText(ce.Text)...)
 	if !graceful {
+		s.hardStop.Store(true)
 		s.wmu.Lock()
 		s.wstate = writeClosed
 		s.wmu.Unlock()
+		released()
 		// Bound the close frame's write (and any write in progress) so a peer
 		// that does not read cannot hold this up.
 		_ = s.conn.NetConn().SetWriteDeadline(time.Now().Add(min(time.Second, s.ep.cfg.writeTimeout)))
@@ -424,6 +442,7 @@ func (s *Session) closeWith(ce *CloseError, graceful bool) {
 	if s.wstate != writeOpen {
 		s.wmu.Unlock()
 		f.release()
+		released()
 		return
 	}
 	s.wstate = writeClosing
@@ -432,6 +451,7 @@ func (s *Session) closeWith(ce *CloseError, graceful bool) {
 	start := !s.flushing
 	s.flushing = true
 	s.wmu.Unlock()
+	released()
 	if start {
 		s.goFlush()
 	}
@@ -440,11 +460,16 @@ func (s *Session) closeWith(ce *CloseError, graceful bool) {
 // abort records ce (if no reason was recorded before) and drops the
 // connection without a close handshake.
 func (s *Session) abort(ce *CloseError) {
-	s.closeErr.CompareAndSwap(nil, ce)
+	if !s.closeErr.CompareAndSwap(nil, ce) {
+		ce = s.closeErr.Load()
+	}
+	s.hardStop.Store(true)
 	s.stopMailbox()
 	s.wmu.Lock()
 	s.wstate = writeClosed
 	s.wmu.Unlock()
+	s.cancel(ce)
+	s.failPending(ce)
 	_ = s.conn.NetConn().Close()
 }
 
@@ -454,8 +479,36 @@ func (s *Session) protocolError(err error) {
 }
 
 func (s *Session) protocolErrorText(err error, text string) {
-	s.ep.reportError(s, err)
+	// Record the reason first: OnError may close the session itself.
 	s.closeWith(&CloseError{Reason: CloseProtocolError, Code: closeCodeProtocol, Text: text, Err: err}, false)
+	s.ep.reportError(s, err)
+}
+
+// closeText cuts a close reason to the 123 bytes a close frame has room for,
+// at a character boundary: a reason that is not valid UTF-8 fails the
+// connection in browsers.
+func closeText(text string) string {
+	const room = 123 // control frames carry 125 bytes, 2 of them the code
+	if len(text) <= room {
+		return text
+	}
+	cut := room
+	for cut > 0 && !utf8.RuneStart(text[cut]) {
+		cut--
+	}
+	return text[:cut]
+}
+
+// failPending fails every call waiting on the session with ce, at once, and
+// refuses new ones: a closing session answers nothing more.
+func (s *Session) failPending(ce *CloseError) {
+	s.pmu.Lock()
+	pending := s.pending
+	s.pending, s.pclosed = nil, true
+	s.pmu.Unlock()
+	for _, c := range pending {
+		c.ch <- callResult{err: ce}
+	}
 }
 
 // onClose runs once, on the read loop, when gws has closed the connection. It
@@ -480,13 +533,7 @@ func (s *Session) onClose(err error) {
 		f.release()
 	}
 
-	s.pmu.Lock()
-	pending := s.pending
-	s.pending, s.pclosed = nil, true
-	s.pmu.Unlock()
-	for _, c := range pending {
-		c.ch <- callResult{err: ce}
-	}
+	s.failPending(ce)
 
 	s.stopMailbox()
 	s.mmu.Lock()

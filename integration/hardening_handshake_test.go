@@ -201,6 +201,13 @@ func TestHardeningSubprotocol(t *testing.T) {
 		assert.Equal(t, http.StatusBadRequest, he.Status)
 		assert.True(t, hdContains(he.Error(), "netmsg.v1.proto", "netmsg.v1.json"), "error %q", he.Error())
 	})
+	t.Run("the accepted one on a second header line", func(t *testing.T) {
+		// gws reads only the first Sec-WebSocket-Protocol line; so does the
+		// check, so the refusal comes before the hijack as plain HTTP.
+		hdr := http.Header{"Sec-Websocket-Protocol": {"netmsg.v1.bogus", "netmsg.v1.json"}}
+		p := hdDialTCP(t, srv.Addr, hdr)
+		hdAssertRefused(t, p, http.StatusBadRequest, "no supported serializer", "netmsg.v1.bogus")
+	})
 	t.Run("one of several offered is accepted", func(t *testing.T) {
 		hdr := http.Header{}
 		hdr.Set("Sec-WebSocket-Protocol", "netmsg.v1.bogus, netmsg.v1.json")
