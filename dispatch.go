@@ -174,14 +174,28 @@ func (s *Session) push(in *inbound) {
 	}
 	s.mq = append(s.mq, in)
 	s.ep.active.Add(1)
-	if s.running < s.ep.cfg.concurrency {
+	if s.running < s.ep.cfg.concurrency && !s.mheld {
 		s.running++
 		s.mmu.Unlock()
 		s.ep.wg.Add(1)
-		go s.dispatch()
+		go s.dispatchFn() // a stored method value: no closure allocated per start
 		return
 	}
 	s.mmu.Unlock()
+}
+
+// releaseMailbox lets the dispatchers start on what arrived while the mailbox
+// was held (during OnSessionOpen).
+func (s *Session) releaseMailbox() {
+	s.mmu.Lock()
+	s.mheld = false
+	n := min(s.ep.cfg.concurrency-s.running, len(s.mq)-s.mhead)
+	s.running += max(n, 0)
+	s.mmu.Unlock()
+	for range n {
+		s.ep.wg.Add(1)
+		go s.dispatchFn()
+	}
 }
 
 // dropInbound discards an envelope that arrived while the session closes.

@@ -263,7 +263,10 @@ func WithAuthorize(f func(r *http.Request) (context.Context, error)) ServerOptio
 	return serverOption(func(c *serverConfig) { c.authorize = f })
 }
 
-// WithOnSessionOpen is called once per session, before its first message is read.
+// WithOnSessionOpen is called once per session, before any of its messages or
+// requests is handled. The session is already reading, so f may send requests
+// to the client and wait for their answers (the client's messages wait until
+// f returns). OnSessionClose for the session runs only after f has returned.
 func WithOnSessionOpen(f func(*Session)) ServerOption {
 	return serverOption(func(c *serverConfig) { c.onSessionOpen = f })
 }

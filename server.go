@@ -160,12 +160,23 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	srv.sessions[s.id] = s
 	closing := srv.closing
 	srv.mu.Unlock()
-	if closing {
-		s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: "server shutting down"}, false)
-	} else if f := srv.cfg.onSessionOpen; f != nil {
-		srv.ep.callback("OnSessionOpen", func() { f(s) })
+	open := srv.cfg.onSessionOpen
+	if closing || open == nil {
+		srv.ep.startReading(s)
+		if closing {
+			s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: "server shutting down"}, false)
+		}
+		return
 	}
+	// OnSessionOpen runs before any message or request is handled, but
+	// with the session reading, so that it can itself call the client:
+	// responses bypass the held mailbox. OnSessionClose waits for it.
+	s.mheld = true
+	s.opened = make(chan struct{})
 	srv.ep.startReading(s)
+	srv.ep.callback("OnSessionOpen", func() { open(s) })
+	s.releaseMailbox()
+	close(s.opened)
 }
 
 // upgrade hijacks the connection itself (rather than gws.Upgrader.Upgrade) so
@@ -246,6 +257,9 @@ func (srv *Server) sessionDetached(s *Session, _ *CloseError) {
 }
 
 func (srv *Server) sessionClosed(s *Session, ce *CloseError) {
+	if s.opened != nil {
+		<-s.opened // never before OnSessionOpen has returned
+	}
 	if f := srv.cfg.onSessionClose; f != nil {
 		srv.ep.callback("OnSessionClose", func() { f(s, ce) })
 	}

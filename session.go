@@ -71,6 +71,10 @@ type Session struct {
 	mhead   int
 	running int
 	mstop   bool
+	mheld   bool // OnSessionOpen runs: queue, but do not dispatch yet
+
+	dispatchFn func()        // s.dispatch, bound once
+	opened     chan struct{} // closed when OnSessionOpen has returned; nil without one
 
 	// Liveness.
 	rx        atomic.Uint64 // frames received
@@ -101,6 +105,7 @@ func newSession(ep *endpoint, conn *gws.Conn, ser serializer.Serializer, base co
 	}
 	s.ctx, s.cancel = context.WithCancelCause(base)
 	s.mcond.L = &s.mmu
+	s.dispatchFn = s.dispatch
 	conn.Session().(*sessionSlot).s = s
 	return s
 }

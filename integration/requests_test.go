@@ -166,3 +166,42 @@ func TestSendFromOnSessionOpen(t *testing.T) {
 	id := itWhoAmIOf(t, cli)
 	assert.Equal(t, "welcome "+id, itRecv(t, got, "the greeting").Text)
 }
+
+// TestRequestFromOnSessionOpen: OnSessionOpen may ask the client something
+// and wait for the answer (the session is already reading). The client's
+// own messages, sent as soon as it is connected, are handled only after
+// OnSessionOpen has returned, and OnSessionClose never runs before it.
+func TestRequestFromOnSessionOpen(t *testing.T) {
+	t.Parallel()
+	type step struct{ what, detail string }
+	steps := make(chan step, 16)
+	srv := itStartServer(t,
+		netmsg.WithOnSessionOpen(func(s *netmsg.Session) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			r, err := netmsg.SendRequest(ctx, s, itEcho{Text: "who are you?"})
+			if err != nil {
+				steps <- step{"open failed", err.Error()}
+				return
+			}
+			time.Sleep(50 * time.Millisecond) // the client's note is waiting now
+			steps <- step{"open answered", r.Text}
+		}),
+		netmsg.WithOnSessionClose(func(*netmsg.Session, *netmsg.CloseError) { steps <- step{"close", ""} }))
+	netmsg.AddMessageHandler(srv, func(ctx context.Context, s *netmsg.Session, m itNote) { steps <- step{"note", m.Text} })
+
+	cli := itNewClient(t, srv.URL, netmsg.WithOnConnect(func(ctx context.Context, s *netmsg.Session) error {
+		return s.Send(ctx, itNote{Text: "hello early"})
+	}))
+	netmsg.AddRequestHandler(cli, func(ctx context.Context, s *netmsg.Session, r itEcho) (itEchoReply, error) {
+		return itEchoReply{Text: "a client"}, nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, cli.Connect(ctx))
+
+	assert.Equal(t, step{"open answered", "a client"}, itRecv(t, steps, "OnSessionOpen"))
+	assert.Equal(t, step{"note", "hello early"}, itRecv(t, steps, "the client's note, after OnSessionOpen"))
+	require.NoError(t, cli.Close())
+	assert.Equal(t, step{"close", ""}, itRecv(t, steps, "OnSessionClose"))
+}
