@@ -327,7 +327,7 @@ func (c *Client) dial(ctx context.Context) (*Session, error) {
 		// and gws's own handshake goroutine can deliver its result.
 		HandshakeTimeout: c.cfg.dialTimeout + c.cfg.handshakeTimeout + time.Minute,
 		NewSession:       func() gws.SessionStorage { return slot },
-	}, fixCloseConn{conn})
+	}, newSessionConn(conn, nil))
 	if !stop() {
 		if err == nil {
 			_ = conn.Close()

@@ -3,22 +3,49 @@ package netmsg
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
 	"net"
+	"sync/atomic"
 )
 
 // gwsInflateOverflow is the reason text gws sends, with code 1011, when a
 // compressed frame inflates past ReadMaxPayloadSize.
 const gwsInflateOverflow = "gws: message too large"
 
-// fixCloseConn corrects the close frames gws sends with the wrong code: when
-// a compressed frame fails to inflate, gws answers 1011 (internal error)
+// sessionConn is the net.Conn gws reads and writes through. It counts the
+// bytes received, so that the heartbeat sees a peer that is sending even
+// while one large frame takes longer than the receive timeout to arrive; and
+// it corrects the close frames gws sends with the wrong code: when a
+// compressed frame fails to inflate, gws answers 1011 (internal error)
 // although the fault is the peer's. Past the size limit that is rewritten to
 // 1009 (too large); for data that does not inflate, to 1007 (invalid data).
 // The inflater's frames are told apart by their texts. Every other write
 // passes through after a one-byte check.
-type fixCloseConn struct{ net.Conn }
+type sessionConn struct {
+	net.Conn
+	r  io.Reader     // what gws reads: the conn, or bytes read ahead and then the conn
+	rx atomic.Uint64 // bytes received
+}
 
-func (c fixCloseConn) Write(p []byte) (int, error) {
+// newSessionConn wraps c; ahead holds bytes already read from c (by net/http,
+// before the hijack) that come first.
+func newSessionConn(c net.Conn, ahead []byte) *sessionConn {
+	sc := &sessionConn{Conn: c, r: c}
+	if len(ahead) > 0 {
+		sc.r = io.MultiReader(bytes.NewReader(ahead), c)
+	}
+	return sc
+}
+
+func (c *sessionConn) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.rx.Add(uint64(n))
+	}
+	return n, err
+}
+
+func (c *sessionConn) Write(p []byte) (int, error) {
 	if len(p) > 4 && p[0] == 0x88 { // FIN + close opcode, a whole frame in one write
 		fixInflateClose(p)
 	}

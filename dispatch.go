@@ -61,7 +61,6 @@ func (in *inbound) recycle() {
 
 // onMessage runs on the gws read loop for every data frame.
 func (s *Session) onMessage(msg *gws.Message) {
-	s.rx.Add(1)
 	if msg.Opcode != gws.OpcodeBinary {
 		_ = msg.Close()
 		s.protocolError(fmt.Errorf("netmsg: received a %s frame; envelopes travel in binary frames", opcodeName(msg.Opcode)))

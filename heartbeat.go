@@ -12,8 +12,8 @@ import (
 // CloseConnectionLost when nothing has arrived for the receive timeout. It
 // runs on a time.AfterFunc timer, so an idle session holds no goroutine for it.
 //
-// Any received frame counts as a sign of life (the read loop counts frames in
-// Session.rx). Time the read loop spends waiting for room in a full mailbox
+// Any received byte counts as a sign of life (sessionConn counts them), so a
+// large frame that arrives slowly does not look like a dead link. Time the read loop spends waiting for room in a full mailbox
 // also counts as alive: the peer is sending, the session is just not reading.
 type heartbeat struct {
 	mu      sync.Mutex
@@ -53,7 +53,7 @@ func (s *Session) tick() {
 		s.hb.mu.Unlock()
 		return
 	}
-	if rx := s.rx.Load(); rx != s.hb.lastRx || s.rxBlocked.Load() {
+	if rx := s.nc.rx.Load(); rx != s.hb.lastRx || s.rxBlocked.Load() {
 		s.hb.lastRx, s.hb.quiet = rx, now
 	}
 	lost := now.Sub(s.hb.quiet) >= s.ep.cfg.receiveTimeout
@@ -74,13 +74,11 @@ func (s *Session) tick() {
 
 // onPing answers a ping with a pong carrying the same payload.
 func (s *Session) onPing(payload []byte) {
-	s.rx.Add(1)
 	s.enqueueControl(gws.OpcodePong, payload)
 }
 
 // onPong measures the round trip from the clock value the ping carried.
 func (s *Session) onPong(payload []byte) {
-	s.rx.Add(1)
 	if len(payload) != 8 {
 		return
 	}

@@ -1,6 +1,7 @@
 package netmsg
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -180,7 +181,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // upgrade hijacks the connection itself (rather than gws.Upgrader.Upgrade) so
-// that gws writes through fixCloseConn and reads what net/http has buffered.
+// that gws reads and writes through sessionConn.
 func (srv *Server) upgrade(w http.ResponseWriter, r *http.Request) (*gws.Conn, error) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
@@ -191,7 +192,16 @@ func (srv *Server) upgrade(w http.ResponseWriter, r *http.Request) (*gws.Conn, e
 	if err != nil {
 		return nil, err
 	}
-	return srv.upgrader.UpgradeFromConn(fixCloseConn{nc}, brw.Reader, r)
+	// Read through sessionConn, reusing net/http's buffer: whatever it read
+	// ahead (a client that did not wait for the 101) is handed over first.
+	var ahead []byte
+	if n := brw.Reader.Buffered(); n > 0 {
+		p, _ := brw.Reader.Peek(n)
+		ahead = bytes.Clone(p)
+	}
+	sc := newSessionConn(nc, ahead)
+	brw.Reader.Reset(sc)
+	return srv.upgrader.UpgradeFromConn(sc, brw.Reader, r)
 }
 
 // negotiate returns the subprotocol gws will pick: the first of the server's,

@@ -77,8 +77,8 @@ type Session struct {
 	opened     chan struct{} // closed when OnSessionOpen has returned; nil without one
 
 	// Liveness.
-	rx        atomic.Uint64 // frames received
-	rxBlocked atomic.Bool   // the read loop waits for room in the mailbox
+	nc        *sessionConn // counts the bytes received
+	rxBlocked atomic.Bool  // the read loop waits for room in the mailbox
 	rtt       atomic.Int64
 	hb        heartbeat
 }
@@ -101,6 +101,7 @@ func newSession(ep *endpoint, conn *gws.Conn, ser serializer.Serializer, base co
 		conn:   conn,
 		ser:    ser,
 		remote: conn.RemoteAddr(),
+		nc:     conn.NetConn().(*sessionConn),
 		done:   make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancelCause(base)

@@ -5,6 +5,7 @@ package integration_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -434,6 +435,18 @@ type hdTCPPeer struct {
 // returns after reading the answer's header; check Resp.StatusCode.
 func hdDialTCP(t testing.TB, addr string, hdr http.Header) *hdTCPPeer {
 	t.Helper()
+	return hdDialTCPWith(t, addr, hdr, nil)
+}
+
+// hdDialTCPPipelined is hdDialTCP that writes first, in the same write as
+// the upgrade request, before the answer.
+func hdDialTCPPipelined(t testing.TB, addr string, first []byte) *hdTCPPeer {
+	t.Helper()
+	return hdDialTCPWith(t, addr, nil, first)
+}
+
+func hdDialTCPWith(t testing.TB, addr string, hdr http.Header, first []byte) *hdTCPPeer {
+	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, hdWait)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
@@ -451,7 +464,11 @@ func hdDialTCP(t testing.TB, addr string, hdr http.Header) *hdTCPPeer {
 		req.Header[k] = v
 	}
 	_ = c.SetDeadline(time.Now().Add(hdWait))
-	require.NoError(t, req.Write(c))
+	var out bytes.Buffer
+	require.NoError(t, req.Write(&out))
+	out.Write(first)
+	_, err = c.Write(out.Bytes())
+	require.NoError(t, err)
 	resp, err := http.ReadResponse(p.br, req)
 	require.NoError(t, err, "reading the handshake answer")
 	if resp.StatusCode != http.StatusSwitchingProtocols {
