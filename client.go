@@ -122,7 +122,7 @@ func NewClient(rawURL string, opts ...ClientOption) *Client {
 	for _, o := range opts {
 		o.applyClient(&c.cfg)
 	}
-	c.ep.cfg = &c.cfg.config
+	c.ep.init(&c.cfg.config)
 	c.ep.client = true
 	// All of it before Done closes: the supervisor, woken by Done, then
 	// reconnects only after OnDisconnect has returned.
@@ -547,6 +547,7 @@ func (c *Client) Close() error {
 			// Its OnConnect may be waiting on the session, not on its ctx.
 			_ = setup.Close("client closed")
 		}
+		c.ep.stop()
 		// Owned by Close: callers wait for exited, and Done closes with it.
 		go func() {
 			c.ep.wg.Wait()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/lxzan/gws"
 	"github.com/netmsg/netmsg/internal/wire"
@@ -176,8 +177,7 @@ func (s *Session) push(in *inbound) {
 	if s.running < s.ep.cfg.concurrency && !s.mheld {
 		s.running++
 		s.mmu.Unlock()
-		s.ep.wg.Add(1)
-		go s.dispatchFn() // a stored method value: no closure allocated per start
+		s.ep.runDispatch(s)
 		return
 	}
 	s.mmu.Unlock()
@@ -192,8 +192,53 @@ func (s *Session) releaseMailbox() {
 	s.running += max(n, 0)
 	s.mmu.Unlock()
 	for range n {
-		s.ep.wg.Add(1)
-		go s.dispatchFn()
+		s.ep.runDispatch(s)
+	}
+}
+
+// defaultWorkerIdle is how long a dispatcher goroutine that has run out of work
+// waits for another session's (or the same session's next) work before it
+// exits. It keeps back-to-back requests from starting, and growing the stack
+// of, a goroutine each, and still lets an idle endpoint hold no goroutine
+// beyond its read loops shortly after the traffic stops.
+const defaultWorkerIdle = 250 * time.Millisecond
+
+// runDispatch runs s.dispatch on a parked worker of the endpoint, or on a new
+// one when none is parked. The caller has counted it in s.running.
+func (ep *endpoint) runDispatch(s *Session) {
+	select {
+	case ep.work <- s:
+	default:
+		ep.wg.Add(1)
+		go ep.worker(s)
+	}
+}
+
+// worker dispatches s, then parks for up to ep.workerIdle waiting for another
+// session to dispatch, until the endpoint stops.
+func (ep *endpoint) worker(s *Session) {
+	defer ep.wg.Done()
+	var idle *time.Timer
+	for {
+		s.dispatch()
+		s = nil
+		if ep.workerIdle <= 0 {
+			return
+		}
+		if idle == nil {
+			idle = time.NewTimer(ep.workerIdle)
+		} else {
+			idle.Reset(ep.workerIdle)
+		}
+		select {
+		case s = <-ep.work:
+			idle.Stop()
+		case <-idle.C:
+			return
+		case <-ep.stopping:
+			idle.Stop()
+			return
+		}
 	}
 }
 
@@ -213,10 +258,10 @@ func (s *Session) stopMailbox() {
 	s.mmu.Unlock()
 }
 
-// dispatch runs handlers while the mailbox has work, then exits: an idle
-// session holds no dispatcher goroutine.
+// dispatch runs handlers while the mailbox has work, then returns: an idle
+// session holds no dispatcher goroutine (the worker goes back to the
+// endpoint's pool, and exits when that stays idle).
 func (s *Session) dispatch() {
-	defer s.ep.wg.Done()
 	for {
 		s.mmu.Lock()
 		if s.mhead >= len(s.mq) {

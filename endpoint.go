@@ -17,9 +17,16 @@ type endpoint struct {
 	reg    registry
 	client bool // this end is a Client: its peers are servers
 
-	// wg counts every goroutine started for sessions: read loops, dispatchers
-	// and writers. Server.Shutdown and Client.Close wait for it.
+	// wg counts every goroutine started for sessions: read loops, dispatcher
+	// workers and writers. Server.Shutdown and Client.Close wait for it.
 	wg sync.WaitGroup
+
+	// work hands a session to a parked dispatcher worker; stopping, closed
+	// by stop, tells parked workers to exit at once.
+	work       chan *Session
+	stopping   chan struct{}
+	stopOnce   sync.Once
+	workerIdle time.Duration // 0: workers exit as soon as they run out of work
 
 	// active counts envelopes queued or being handled, for the drain.
 	active   atomic.Int64
@@ -37,6 +44,18 @@ type endpoint struct {
 }
 
 func (ep *endpoint) handlerRegistry() *registry { return &ep.reg }
+
+// init makes the endpoint's channels; NewServer and NewClient call it.
+func (ep *endpoint) init(cfg *config) {
+	ep.cfg = cfg
+	ep.work = make(chan *Session)
+	ep.stopping = make(chan struct{})
+	ep.workerIdle = defaultWorkerIdle
+}
+
+// stop makes parked dispatcher workers exit; workers still busy exit when
+// they run out of work. Called before waiting for ep.wg.
+func (ep *endpoint) stop() { ep.stopOnce.Do(func() { close(ep.stopping) }) }
 
 func (ep *endpoint) done1() { ep.active.Add(-1) }
 

@@ -141,6 +141,9 @@ func newFzHarness() *fzHarness {
 		WithLogger(slog.New(h.log)),
 		WithOnSessionOpen(func(s *Session) { h.opened <- s }),
 	)
+	// Each input checks that every goroutine the server started for its
+	// session has exited: no parked dispatcher workers.
+	h.srv.ep.workerIdle = 0
 	AddRequestHandler(h.srv, func(ctx context.Context, s *Session, r fzEcho) (fzEchoReply, error) {
 		return fzEchoReply{N: r.N}, nil
 	})

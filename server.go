@@ -56,7 +56,7 @@ func NewServer(opts ...ServerOption) *Server {
 	for _, o := range opts {
 		o.applyServer(&srv.cfg)
 	}
-	srv.ep.cfg = &srv.cfg.config
+	srv.ep.init(&srv.cfg.config)
 	srv.ep.detached = srv.sessionDetached
 	srv.ep.closed = srv.sessionClosed
 	for _, s := range srv.cfg.serializers {
@@ -422,6 +422,7 @@ func (srv *Server) shutdown(ctx context.Context) error {
 		// 1001 and the hint, so clients know to come back.
 		s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: text}, err == nil)
 	}
+	srv.ep.stop()
 	done := make(chan struct{})
 	go func() {
 		// No handshake can register a session once it is done (closing is

@@ -73,8 +73,7 @@ type Session struct {
 	mstop   bool
 	mheld   bool // OnSessionOpen runs: queue, but do not dispatch yet
 
-	dispatchFn func()        // s.dispatch, bound once
-	opened     chan struct{} // closed when OnSessionOpen has returned; nil without one
+	opened chan struct{} // closed when OnSessionOpen has returned; nil without one
 
 	// Liveness.
 	nc        *sessionConn // counts the bytes received
@@ -106,7 +105,6 @@ func newSession(ep *endpoint, conn *gws.Conn, ser serializer.Serializer, base co
 	}
 	s.ctx, s.cancel = context.WithCancelCause(base)
 	s.mcond.L = &s.mmu
-	s.dispatchFn = s.dispatch
 	conn.Session().(*sessionSlot).s = s
 	return s
 }
