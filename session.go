@@ -291,10 +291,11 @@ func (s *Session) enqueue(f *frame, inline bool) error {
 		return s.closedErr()
 	}
 	if s.queued > 0 && s.queued+n > s.ep.cfg.maxQueuedBytes {
+		would := s.queued + n
 		s.wmu.Unlock()
 		f.release()
 		ce := &CloseError{Reason: CloseSlowConsumer, Code: closeCodeTryAgainLater,
-			Text: "outbound queue full", Err: fmt.Errorf("netmsg: %d bytes queued, limit %d", s.queued+n, s.ep.cfg.maxQueuedBytes)}
+			Text: "outbound queue full", Err: fmt.Errorf("netmsg: %d bytes queued, limit %d", would, s.ep.cfg.maxQueuedBytes)}
 		s.abort(ce)
 		return s.closedErr()
 	}
