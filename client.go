@@ -78,8 +78,8 @@ const stableConnection = 5 * time.Second
 // reconnects on its own with backoff, running OnConnect after every
 // connection.
 //
-// All methods may be called concurrently, except that Close must not be called
-// from one of the client's own handlers (it waits for them to return).
+// All methods may be called concurrently, also from the client's own handlers
+// and callbacks.
 type Client struct {
 	ep     endpoint
 	cfg    clientConfig
@@ -529,9 +529,10 @@ func (c *Client) Send(ctx context.Context, msg any) error {
 // Close stops reconnecting, closes the session gracefully and returns once
 // every goroutine the client started has exited. It may be called from any
 // state and from several goroutines; all return when the first has finished.
-// Called from OnConnect, OnDisconnect or OnReconnecting, it does the same but
-// returns without waiting for the goroutine it runs on, which exits as soon as
-// the callback returns; Done closes then.
+// Called from OnConnect, OnDisconnect or OnReconnecting, or from one of the
+// client's message or request handlers, it does the same but returns without
+// waiting for the goroutine it runs on, which exits as soon as the callback or
+// handler returns; Done closes then.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
@@ -583,15 +584,12 @@ func (c *Client) inCallback(name string, f func()) {
 }
 
 // callingBack reports whether the calling goroutine is inside one of the
-// client's callbacks.
+// client's callbacks or handlers.
 func (c *Client) callingBack() bool {
-	c.mu.Lock()
-	n := len(c.callbacks)
-	c.mu.Unlock()
-	if n == 0 {
-		return false // the common case: no callback runs, no stack to read
-	}
 	id := goroutineID()
+	if c.ep.onWorker(id) {
+		return true // a message or request handler
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.callbacks[id] > 0

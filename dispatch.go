@@ -218,6 +218,11 @@ func (ep *endpoint) runDispatch(s *Session) {
 // session to dispatch, until the endpoint stops.
 func (ep *endpoint) worker(s *Session) {
 	defer ep.wg.Done()
+	// Known by id (read once per worker, which is pooled, not per request),
+	// so that Client.Close called from a handler does not wait for itself.
+	id := goroutineID()
+	ep.workerIDs.Store(id, struct{}{})
+	defer ep.workerIDs.Delete(id)
 	var idle *time.Timer
 	for {
 		s.dispatch()

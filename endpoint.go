@@ -27,6 +27,7 @@ type endpoint struct {
 	stopping   chan struct{}
 	stopOnce   sync.Once
 	workerIdle time.Duration // 0: workers exit as soon as they run out of work
+	workerIDs  sync.Map      // goroutine ids of the running workers
 
 	// active counts envelopes queued or being handled, for the drain.
 	active   atomic.Int64
@@ -51,6 +52,13 @@ func (ep *endpoint) init(cfg *config) {
 	ep.work = make(chan *Session)
 	ep.stopping = make(chan struct{})
 	ep.workerIdle = defaultWorkerIdle
+}
+
+// onWorker reports whether the calling goroutine is one of the endpoint's
+// dispatcher workers, that is, runs in a handler.
+func (ep *endpoint) onWorker(id uint64) bool {
+	_, ok := ep.workerIDs.Load(id)
+	return ok
 }
 
 // stop makes parked dispatcher workers exit; workers still busy exit when

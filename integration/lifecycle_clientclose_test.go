@@ -288,3 +288,35 @@ func TestLifecycleClientCloseFromCallbacks(t *testing.T) {
 		})
 	}
 }
+
+// TestLifecycleClientCloseFromHandler: a client's message handler that decides
+// to hang up ("the server told us to go away") calls Close; Close must return
+// rather than wait for the handler it runs in, and the client is then done.
+func TestLifecycleClientCloseFromHandler(t *testing.T) {
+	t.Parallel()
+	rec := lcNewRecorder()
+	srv := lcStartServer(t, "127.0.0.1:0", rec.ServerOptions()...)
+	cli := lcNewClient(t, srv.URL, netmsg.WithReconnect(lcConstBackOff()))
+	closed := make(chan time.Duration, 1)
+	netmsg.AddMessageHandler(cli, func(ctx context.Context, s *netmsg.Session, n lcNote) {
+		start := time.Now()
+		assert.NoError(t, cli.Close())
+		closed <- time.Since(start)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), lcWait)
+	defer cancel()
+	require.NoError(t, cli.Connect(ctx))
+	require.NoError(t, rec.NextOpen(t).Send(ctx, lcNote{Text: "go away"}))
+	select {
+	case d := <-closed:
+		assert.Less(t, d, lcCloseBound)
+	case <-time.After(lcCloseBound + lcWait):
+		t.Fatal("Close called from a message handler did not return")
+	}
+	select {
+	case <-cli.Done():
+	case <-time.After(lcWait):
+		t.Fatal("Done not closed after the handler returned")
+	}
+	assert.Equal(t, netmsg.Closed, cli.State())
+}
