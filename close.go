@@ -228,14 +228,12 @@ func classifyGwsClose(err error, peerIsServer bool) *CloseError {
 	if err != nil && !isNetworkError(err) {
 		// gws failed a read on the peer's input and hands over only the inner
 		// error: a reserved opcode (it sent 1002), a compressed frame that does
-		// not inflate or text that is not UTF-8 (fixCloseConn made it 1007).
+		// not inflate or text that is not UTF-8 (sessionConn made it 1007).
 		if errors.Is(err, gws.ErrMessageTooLarge) {
 			return &CloseError{Reason: CloseMessageTooLarge, Code: closeCodeTooLarge, Text: err.Error(), Err: ErrMessageTooLarge}
 		}
 		code := closeCodeProtocol
-		// gws's inflater (klauspost/compress/flate) reports corrupt data as
-		// "flate: corrupt input before offset N".
-		if strings.HasPrefix(err.Error(), "flate: ") || errors.Is(err, gws.ErrTextEncoding) {
+		if strings.HasPrefix(err.Error(), flateErrPrefix) || errors.Is(err, gws.ErrTextEncoding) {
 			code = closeCodeInvalidData
 		}
 		return &CloseError{Reason: CloseProtocolError, Code: code, Text: err.Error(), Err: err}

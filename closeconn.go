@@ -12,6 +12,10 @@ import (
 // compressed frame inflates past ReadMaxPayloadSize.
 const gwsInflateOverflow = "gws: message too large"
 
+// flateErrPrefix starts the errors of gws's inflater (klauspost/compress/flate)
+// for corrupt data: "flate: corrupt input before offset N".
+const flateErrPrefix = "flate: "
+
 // sessionConn is the net.Conn gws reads and writes through. It counts the
 // bytes received, so that the heartbeat sees a peer that is sending even
 // while one large frame takes longer than the receive timeout to arrive; and
@@ -84,7 +88,7 @@ func fixInflateClose(p []byte) {
 	switch text := payload[2:n]; {
 	case bytes.Equal(text, []byte(gwsInflateOverflow)):
 		code = closeCodeTooLarge
-	case bytes.HasPrefix(text, []byte("flate: ")), bytes.Equal(text, []byte("unexpected EOF")):
+	case bytes.HasPrefix(text, []byte(flateErrPrefix)), bytes.Equal(text, []byte("unexpected EOF")):
 		code = closeCodeInvalidData
 	default:
 		return

@@ -189,7 +189,7 @@ func (s *Session) releaseMailbox() {
 	s.mmu.Lock()
 	s.mheld = false
 	n := min(s.ep.cfg.concurrency-s.running, len(s.mq)-s.mhead)
-	s.running += max(n, 0)
+	s.running += n
 	s.mmu.Unlock()
 	for range n {
 		s.ep.runDispatch(s)
@@ -218,11 +218,14 @@ func (ep *endpoint) runDispatch(s *Session) {
 // session to dispatch, until the endpoint stops.
 func (ep *endpoint) worker(s *Session) {
 	defer ep.wg.Done()
-	// Known by id (read once per worker, which is pooled, not per request),
-	// so that Client.Close called from a handler does not wait for itself.
-	id := goroutineID()
-	ep.workerIDs.Store(id, struct{}{})
-	defer ep.workerIDs.Delete(id)
+	if ep.client {
+		// Known by id (read once per worker, which is pooled, not per
+		// request), so that Client.Close called from a handler does not wait
+		// for itself. A server has no such call to answer.
+		id := goroutineID()
+		ep.workerIDs.Store(id, struct{}{})
+		defer ep.workerIDs.Delete(id)
+	}
 	var idle *time.Timer
 	for {
 		s.dispatch()

@@ -27,7 +27,7 @@ type endpoint struct {
 	stopping   chan struct{}
 	stopOnce   sync.Once
 	workerIdle time.Duration // 0: workers exit as soon as they run out of work
-	workerIDs  sync.Map      // goroutine ids of the running workers
+	workerIDs  sync.Map      // client only: goroutine ids of the running workers
 
 	// active counts envelopes queued or being handled, for the drain.
 	active   atomic.Int64
@@ -176,7 +176,9 @@ func (ep *endpoint) startReading(s *Session) {
 // after such a panic, so the session's own close path runs instead.
 func (s *Session) readLoopPanicked(r any) {
 	err := fmt.Errorf("netmsg: the WebSocket reader failed on the peer's input: %v", r)
-	s.ep.cfg.logger.Warn(err.Error(), "session", s.id, "stack", string(debug.Stack()))
+	// protocolErrorText logs err and reports it to OnError; the stack is only
+	// for whoever debugs gws.
+	s.ep.cfg.logger.Debug("netmsg: read loop panic", "session", s.id, "stack", string(debug.Stack()))
 	s.protocolErrorText(err, "malformed frame")
 	_ = s.conn.NetConn().Close()
 	s.onClose(s.closedErr())

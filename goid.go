@@ -8,9 +8,11 @@ import (
 
 // goroutineID returns the calling goroutine's id, read from the first line
 // of its stack trace ("goroutine 42 [running]:"). Go has no goroutine-local
-// state, and Client.Close needs to know whether it is called from one of the
-// client's own callbacks, which it must not wait for. It costs about a
-// microsecond and runs only around those callbacks, never per message.
+// state, and Client.Close and Session.Close need to know whether they are
+// called from a goroutine they must not wait for: a client callback or
+// handler, or the session's read loop. It costs about a microsecond and runs
+// around client callbacks, once per read loop and once per client dispatcher
+// worker (they are pooled), never per message.
 func goroutineID() uint64 {
 	var buf [64]byte
 	b := buf[:runtime.Stack(buf[:], false)]

@@ -13,8 +13,9 @@ import (
 // runs on a time.AfterFunc timer, so an idle session holds no goroutine for it.
 //
 // Any received byte counts as a sign of life (sessionConn counts them), so a
-// large frame that arrives slowly does not look like a dead link. Time the read loop spends waiting for room in a full mailbox
-// also counts as alive: the peer is sending, the session is just not reading.
+// large frame that arrives slowly does not look like a dead link. Time the
+// read loop spends waiting for room in a full mailbox also counts as alive:
+// the peer is sending, the session is just not reading.
 type heartbeat struct {
 	mu      sync.Mutex
 	timer   *time.Timer
