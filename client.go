@@ -2,19 +2,18 @@ package netmsg
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/lxzan/gws"
+	"github.com/netmsg/netmsg/internal/transport"
 	"github.com/netmsg/netmsg/serializer"
 )
 
@@ -23,22 +22,32 @@ type ConnState int32
 
 // The client states.
 const (
-	Disconnected ConnState = iota // no connection, none being made
-	Connecting                    // dialling, in the handshake, in OnConnect, or backing off
-	Connected                     // a session is up and OnConnect has returned
-	Closed                        // Close was called, or reconnecting stopped for good
+	StateDisconnected ConnState = iota // no connection, none being made
+	StateConnecting                    // dialling, in the handshake, in OnConnect, or backing off
+	StateConnected                     // a session is up and OnConnect has returned
+	StateClosed                        // Close was called, or reconnecting stopped for good
+)
+
+// Deprecated: the round-1 names of the states, kept so that code written
+// against them still compiles. Use StateDisconnected, StateConnecting,
+// StateConnected and StateClosed.
+const (
+	Disconnected = StateDisconnected
+	Connecting   = StateConnecting
+	Connected    = StateConnected
+	Closed       = StateClosed
 )
 
 // String returns the state's name.
 func (s ConnState) String() string {
 	switch s {
-	case Disconnected:
+	case StateDisconnected:
 		return "disconnected"
-	case Connecting:
+	case StateConnecting:
 		return "connecting"
-	case Connected:
+	case StateConnected:
 		return "connected"
-	case Closed:
+	case StateClosed:
 		return "closed"
 	}
 	return "conn state " + strconv.Itoa(int(s))
@@ -64,9 +73,13 @@ func (e *HandshakeError) Error() string {
 // Unwrap returns the underlying error, if any.
 func (e *HandshakeError) Unwrap() error { return e.Err }
 
-// final reports whether retrying cannot help: the server refused us.
-func (e *HandshakeError) final() bool {
-	return e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden
+// Permanent reports whether retrying cannot help: the server refused the
+// client's credentials (401), its origin or identity (403), or every
+// serializer it offered (400 "no supported serializer"). A reconnecting
+// client stops on such a refusal and reports it (Client.Err).
+func (e *HandshakeError) Permanent() bool {
+	return e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden ||
+		(e.Status == http.StatusBadRequest && strings.Contains(e.Body, noSerializerText))
 }
 
 // stableConnection is how long a connection must stay up for the reconnect
@@ -79,34 +92,34 @@ const stableConnection = 5 * time.Second
 // connection.
 //
 // All methods may be called concurrently, also from the client's own handlers
-// and callbacks.
+// and callbacks. The client's state changes in one place: Connect makes the
+// first connection, and a supervisor goroutine then watches it, runs
+// OnDisconnect and reconnects.
 type Client struct {
-	ep     endpoint
-	cfg    clientConfig
-	rawURL string
-	url    *url.URL
-	ser    serializer.Serializer
+	ep      endpoint
+	cfg     clientConfig
+	rawURL  string
+	url     *url.URL
+	ser     serializer.Serializer
+	backoff backoff.BackOff // the client's own copy of WithReconnect's
 
 	ctx       context.Context // cancelled by Close: ends dials, waits and OnConnect
 	cancelCtx context.CancelFunc
 
 	mu      sync.Mutex
 	state   ConnState
-	sess    *Session
+	sess    *Session      // the current session, while StateConnected
 	setup   *Session      // a session still in OnConnect, not yet current
-	ready   chan struct{} // closed while Connected; replaced when the connection ends
-	running bool          // the supervisor is running
+	ready   chan struct{} // closed while StateConnected; replaced when the connection ends
+	running bool          // Connect or the supervisor is at work
 	err     error         // why the client stopped, once done is closed
 
-	// callbacks maps the goroutines running one of the client's callbacks
-	// (OnConnect, OnDisconnect, OnReconnecting) to how deep they are in, so
-	// that Close called from a callback does not wait for itself.
-	callbacks map[uint64]int
-
+	waiters   atomic.Int64 // Close calls waiting for goroutines
 	closeOnce sync.Once
+	closeErr  error
 	doneOnce  sync.Once
 	done      chan struct{}
-	exited    chan struct{} // closed once Close has seen every goroutine exit
+	exited    chan struct{} // closed once Close has finished
 }
 
 // NewClient returns a client for rawURL (ws:// or wss://). It does not
@@ -124,11 +137,11 @@ func NewClient(rawURL string, opts ...ClientOption) *Client {
 	}
 	c.ep.init(&c.cfg.config)
 	c.ep.client = true
-	// All of it before Done closes: the supervisor, woken by Done, then
-	// reconnects only after OnDisconnect has returned.
-	c.ep.detached = c.sessionClosed
 	c.ser = c.cfg.serializers[0]
 	c.url, _ = url.Parse(rawURL)
+	if c.cfg.reconnect != nil {
+		c.backoff = cloneBackOff(c.cfg.reconnect)
+	}
 	c.ctx, c.cancelCtx = context.WithCancel(context.Background())
 	return c
 }
@@ -136,7 +149,7 @@ func NewClient(rawURL string, opts ...ClientOption) *Client {
 func (c *Client) handlerRegistry() *registry { return &c.ep.reg }
 
 // Stats returns the client's counters.
-func (c *Client) Stats() Stats { return c.ep.stats() }
+func (c *Client) Stats() Stats { return c.ep.statsSnapshot() }
 
 // State returns the connection's state.
 func (c *Client) State() ConnState {
@@ -149,15 +162,15 @@ func (c *Client) State() ConnState {
 func (c *Client) Session() *Session {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state != Connected {
+	if c.state != StateConnected {
 		return nil
 	}
 	return c.sess
 }
 
 // Done returns a channel closed when the client will not connect again: after
-// Close, or when reconnecting stopped for good (a policy close, a 401/403
-// handshake, or a backoff that gave up). Err says why.
+// Close, or when reconnecting stopped for good (a policy close, a permanent
+// handshake refusal, or a backoff that gave up). Err says why.
 func (c *Client) Done() <-chan struct{} { return c.done }
 
 // Err returns why the client stopped, once Done is closed; nil before.
@@ -174,44 +187,53 @@ func (c *Client) Err() error {
 
 // Connect makes the first connection: it dials, completes the handshake and
 // runs OnConnect. Cancelling ctx abandons the attempt (also mid-dial). With
-// WithReconnect the client then keeps itself connected until Close.
+// WithReconnect a failed first attempt is retried on the backoff until ctx
+// ends or the server refuses the client for good (a permanent
+// *HandshakeError); once connected, the client keeps itself connected until
+// Close. Connect may be called again after a connection without reconnect
+// has ended.
 func (c *Client) Connect(ctx context.Context) error {
 	c.mu.Lock()
 	switch {
-	case c.state == Closed:
+	case c.state == StateClosed:
 		c.mu.Unlock()
 		return ErrClosed
-	case c.running || c.state != Disconnected:
+	case c.running || c.state != StateDisconnected:
 		c.mu.Unlock()
 		return errors.New("netmsg: Connect called while already connected or connecting")
 	}
-	c.state = Connecting
+	c.state = StateConnecting
+	c.running = true
 	c.mu.Unlock()
 
 	ctx, cancel := mergeCancel(ctx, c.ctx)
 	defer cancel()
 	s, err := c.connectOnce(ctx)
+	if err != nil && c.backoff != nil && retryable(err) && ctx.Err() == nil {
+		c.backoff.Reset()
+		s, err = c.retry(ctx, err)
+	}
 	if err != nil {
 		c.mu.Lock()
-		if c.state == Connecting {
-			c.state = Disconnected
+		if c.state == StateConnecting {
+			c.state = StateDisconnected
 		}
-		close(c.ready) // wake callers waiting for this connection
-		c.ready = make(chan struct{})
+		c.running = false
+		c.wakeWaiters()
 		c.mu.Unlock()
+		if c.ctx.Err() != nil {
+			return ErrClosed
+		}
 		return err
 	}
-	c.mu.Lock()
-	if c.state == Closed {
-		c.mu.Unlock()
-		_ = s.Close("client closed")
-		return ErrClosed
-	}
-	c.running = true
-	c.ep.wg.Add(1)
-	c.mu.Unlock()
-	go c.supervise(s)
+	c.ep.spawn(func() { c.supervise(s) })
 	return nil
+}
+
+// retryable reports whether another attempt can succeed.
+func retryable(err error) bool {
+	var he *HandshakeError
+	return !(errors.As(err, &he) && he.Permanent())
 }
 
 // mergeCancel returns a context with a's values and deadline that also ends
@@ -222,8 +244,13 @@ func mergeCancel(a, b context.Context) (context.Context, context.CancelFunc) {
 	return ctx, func() { stop(); cancel(context.Canceled) }
 }
 
+// onConnectKey marks OnConnect's ctx, so that a call on the Client itself
+// from inside OnConnect (which would wait for OnConnect to finish) fails at
+// once instead.
+type onConnectKey struct{}
+
 // connectOnce dials, shakes hands and runs OnConnect. On success the session
-// is current and the state Connected.
+// is current and the state StateConnected.
 func (c *Client) connectOnce(ctx context.Context) (*Session, error) {
 	s, err := c.dial(ctx)
 	if err != nil {
@@ -238,31 +265,50 @@ func (c *Client) connectOnce(ctx context.Context) (*Session, error) {
 	}()
 	if f := c.cfg.onConnect; f != nil {
 		octx, cancel := mergeCancel(s.Context(), ctx)
+		octx = context.WithValue(octx, onConnectKey{}, c)
 		err := errors.New("OnConnect panicked")
-		c.inCallback("OnConnect", func() { err = f(octx, s) })
+		c.ep.callback("OnConnect", func() { err = f(octx, s) })
 		cancel()
 		if err != nil {
-			_ = s.Close("on-connect failed")
+			c.abandon(s, "on-connect failed")
 			return nil, fmt.Errorf("netmsg: OnConnect: %w", err)
 		}
 	}
 	c.mu.Lock()
-	if c.state == Closed {
+	if c.state == StateClosed {
 		c.mu.Unlock()
-		_ = s.Close("client closed")
+		c.abandon(s, "client closed")
 		return nil, ErrClosed
 	}
-	select {
-	case <-s.Done():
+	if s.isClosing() {
+		// The session ended while OnConnect ran: it never becomes current.
 		c.mu.Unlock()
+		c.abandon(s, "")
 		return nil, s.closedErr()
-	default:
 	}
 	c.sess = s
-	c.state = Connected
+	c.state = StateConnected
 	close(c.ready)
 	c.mu.Unlock()
 	return s, nil
+}
+
+// abandon closes a session that never became current (its OnConnect failed,
+// or it ended meanwhile) and, once it has ended, reports it to OnDisconnect:
+// every session that completed the handshake gets exactly one.
+func (c *Client) abandon(s *Session, reason string) {
+	if reason != "" {
+		_ = s.Close(reason)
+	}
+	<-s.Done()
+	c.disconnected(s.Err())
+}
+
+// disconnected runs OnDisconnect for a session that has ended.
+func (c *Client) disconnected(ce *CloseError) {
+	if f := c.cfg.onDisconnect; f != nil {
+		c.ep.callback("OnDisconnect", func() { f(ce) })
+	}
 }
 
 // dial opens a connection and completes the WebSocket handshake, honouring ctx
@@ -273,138 +319,90 @@ func (c *Client) dial(ctx context.Context) (*Session, error) {
 	if u == nil || (u.Scheme != "ws" && u.Scheme != "wss") {
 		return nil, fmt.Errorf("netmsg: client URL %q: want ws:// or wss://", c.rawURL)
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.dialTimeout)
-	defer cancel()
-	host := u.Host
-	if u.Port() == "" {
-		if u.Scheme == "wss" {
-			host = net.JoinHostPort(u.Hostname(), "443")
-		} else {
-			host = net.JoinHostPort(u.Hostname(), "80")
-		}
-	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", host)
-	if err != nil {
-		return nil, fmt.Errorf("netmsg: dial %s: %w", c.rawURL, err)
-	}
-	if u.Scheme == "wss" {
-		cfg := c.cfg.tlsConfig.Clone()
-		if cfg == nil {
-			cfg = &tls.Config{}
-		}
-		if cfg.ServerName == "" {
-			cfg.ServerName = u.Hostname()
-		}
-		tc := tls.Client(conn, cfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			_ = conn.Close()
-			return nil, fmt.Errorf("netmsg: TLS handshake with %s: %w", host, err)
-		}
-		conn = tc
-	}
-	// gws's handshake has no context: closing the connection when ctx (or
-	// the handshake timeout) ends makes it fail at once.
-	ctx, cancelHS := context.WithTimeout(ctx, c.cfg.handshakeTimeout)
-	defer cancelHS()
-	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
-
 	header := c.cfg.header.Clone()
 	if header == nil {
 		header = http.Header{}
 	}
 	header.Set("Sec-WebSocket-Protocol", serializer.Subprotocol(c.ser))
-	slot := new(sessionSlot)
-	gc, resp, err := gws.NewClientFromConn(gwsEvents{}, &gws.ClientOption{
-		Addr:                c.rawURL,
-		RequestHeader:       header,
-		ReadMaxPayloadSize:  c.cfg.maxMessageSize,
-		WriteMaxPayloadSize: c.cfg.maxMessageSize + 64,
-		PermessageDeflate:   gws.PermessageDeflate{Enabled: c.cfg.compression},
-		Recovery:            gws.Recovery,
-		Logger:              gwsLogger{&c.ep},
-		// Longer than ctx can last, so ctx (closing conn) always ends it first
-		// and gws's own handshake goroutine can deliver its result.
-		HandshakeTimeout: c.cfg.dialTimeout + c.cfg.handshakeTimeout + time.Minute,
-		NewSession:       func() gws.SessionStorage { return slot },
-	}, newSessionConn(conn, nil))
-	if !stop() {
-		if err == nil {
-			_ = conn.Close()
-		}
-		return nil, fmt.Errorf("netmsg: handshake with %s: %w", c.rawURL, context.Cause(ctx))
-	}
+	conn, id, err := transport.Dial(ctx, transport.DialOptions{
+		Options:          c.cfg.transportOptions(),
+		URL:              u,
+		RawURL:           c.rawURL,
+		Header:           header,
+		TLS:              c.cfg.tlsConfig,
+		DialTimeout:      c.cfg.dialTimeout,
+		HandshakeTimeout: c.cfg.handshakeTimeout,
+	})
 	if err != nil {
-		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-			return nil, &HandshakeError{Status: resp.StatusCode, Body: string(body), Err: err}
+		var hr *transport.HandshakeRefused
+		if errors.As(err, &hr) {
+			return nil, &HandshakeError{Status: hr.Status, Body: hr.Body, Err: hr.Err}
 		}
-		return nil, fmt.Errorf("netmsg: handshake with %s: %w", c.rawURL, err)
+		return nil, err
 	}
-	if gc.SubProtocol() != serializer.Subprotocol(c.ser) {
-		_ = conn.Close()
+	if conn.SubProtocol() != serializer.Subprotocol(c.ser) {
+		conn.Kill()
 		return nil, fmt.Errorf("netmsg: server did not accept subprotocol %s", serializer.Subprotocol(c.ser))
 	}
-	s := newSession(&c.ep, gc, c.ser, context.Background())
+	if id == "" {
+		id = newSessionID() // a server that does not send one
+	}
+	s := newSession(&c.ep, id, conn, c.ser, context.Background())
 	c.mu.Lock()
-	if c.state == Closed {
+	if c.state == StateClosed {
 		c.mu.Unlock()
-		_ = conn.Close()
+		conn.Kill()
 		return nil, ErrClosed
 	}
-	c.ep.wg.Add(1)
 	c.setup = s
 	c.mu.Unlock()
 	c.ep.startReading(s)
 	return s, nil
 }
 
-// sessionClosed runs on the session's read loop once it closed.
-func (c *Client) sessionClosed(s *Session, ce *CloseError) {
-	c.mu.Lock()
-	if c.sess == s {
-		c.sess = nil
-		if c.state == Connected {
-			c.state = Connecting
-			if c.cfg.reconnect == nil {
-				c.state = Disconnected
-			}
-		}
-		c.ready = make(chan struct{})
-	}
-	c.mu.Unlock()
-	if f := c.cfg.onDisconnect; f != nil {
-		c.inCallback("OnDisconnect", func() { f(ce) })
-	}
-}
-
 // supervise watches the current session and, with WithReconnect, replaces it
-// when it ends.
+// when it ends. It is the only goroutine that moves the client out of
+// StateConnected, and it runs OnDisconnect and the reconnect callbacks, in
+// order.
 func (c *Client) supervise(s *Session) {
-	defer c.ep.wg.Done()
 	for {
 		upAt := time.Now()
-		select {
-		case <-s.Done():
-		case <-c.ctx.Done():
-			return
-		}
+		<-s.Done() // Close closes the session, so this ends then too
 		ce := s.Err()
-		if c.cfg.reconnect == nil {
-			c.mu.Lock()
-			c.running = false
-			c.mu.Unlock()
-			return
+		reconnect := c.backoff != nil && ce.ShouldReconnect()
+		c.mu.Lock()
+		if c.sess == s {
+			c.sess = nil
 		}
-		if !ce.ShouldReconnect() {
+		if c.state == StateConnected {
+			c.state = StateDisconnected
+			if reconnect {
+				c.state = StateConnecting
+			}
+			c.ready = make(chan struct{})
+		}
+		if !reconnect {
+			c.running = false
+		}
+		c.mu.Unlock()
+		c.disconnected(ce)
+		switch {
+		case c.ctx.Err() != nil:
+			return // closed
+		case c.backoff == nil:
+			return
+		case !reconnect:
 			c.stop(ce)
 			return
 		}
 		if time.Since(upAt) >= stableConnection {
-			c.cfg.reconnect.Reset()
+			c.backoff.Reset()
 		}
-		next, err := c.reconnect(ce.ReconnectAfter())
+		next, err := c.retry(c.ctx, ce)
 		if err != nil {
+			if c.ctx.Err() == nil {
+				c.cfg.logger.Warn("netmsg: client stopped reconnecting", "err", err)
+			}
 			c.stop(err)
 			return
 		}
@@ -412,57 +410,85 @@ func (c *Client) supervise(s *Session) {
 	}
 }
 
-// reconnect tries until a connection is up, Close is called, or retrying
-// cannot help. minDelay (the server's hint) applies to the first attempt.
-func (c *Client) reconnect(minDelay time.Duration) (*Session, error) {
-	b := c.cfg.reconnect
+// retry makes connection attempts on the backoff until one succeeds, ctx
+// ends, the backoff gives up or the server refuses the client for good.
+// cause is why the connection is needed: a server's reconnect hint in it is
+// a floor for the first delay, and the jittered backoff delay is added on
+// top, so that clients told to come back after the same hint do not all
+// come back at the same moment.
+func (c *Client) retry(ctx context.Context, cause error) (*Session, error) {
+	var hint time.Duration
+	var ce *CloseError
+	if errors.As(cause, &ce) {
+		hint = ce.ReconnectAfter()
+	}
 	for attempt := 1; ; attempt++ {
-		d := b.NextBackOff()
+		d := c.backoff.NextBackOff()
 		if d == backoff.Stop {
-			return nil, errors.New("netmsg: reconnect gave up")
+			return nil, fmt.Errorf("netmsg: reconnect gave up after %d attempts: %w", attempt-1, cause)
 		}
-		if attempt == 1 && d < minDelay {
-			d = minDelay
+		if attempt == 1 {
+			d += hint
 		}
 		if f := c.cfg.onReconnecting; f != nil {
-			c.inCallback("OnReconnecting", func() { f(attempt, d) })
+			c.ep.callback("OnReconnecting", func() { f(attempt, d) })
+		}
+		if f := c.cfg.onAttempt; f != nil {
+			a := ReconnectAttempt{Attempt: attempt, Delay: d, Err: cause}
+			c.ep.callback("OnReconnectAttempt", func() { f(a) })
 		}
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
-		case <-c.ctx.Done():
+		case <-ctx.Done():
 			t.Stop()
-			return nil, ErrClosed
+			if c.ctx.Err() != nil {
+				return nil, ErrClosed
+			}
+			return nil, fmt.Errorf("netmsg: connect: %w (last error: %w)", ctx.Err(), cause)
 		}
 		c.mu.Lock()
-		if c.state == Closed {
+		if c.state == StateClosed {
 			c.mu.Unlock()
 			return nil, ErrClosed
 		}
-		c.state = Connecting
+		c.state = StateConnecting
 		c.mu.Unlock()
-		s, err := c.connectOnce(c.ctx)
+		s, err := c.connectOnce(ctx)
 		if err == nil {
 			return s, nil
 		}
-		var he *HandshakeError
 		if c.ctx.Err() != nil {
 			return nil, ErrClosed
 		}
-		if errors.As(err, &he) && he.final() {
+		if !retryable(err) {
 			return nil, err
 		}
-		c.cfg.logger.Debug("netmsg: reconnect attempt failed", "attempt", attempt, "err", err)
+		c.cfg.logger.Debug("netmsg: connection attempt failed", "attempt", attempt, "err", err)
+		cause = err
 	}
 }
 
 // stop ends the client for good with err.
 func (c *Client) stop(err error) {
 	c.mu.Lock()
-	c.state = Closed
+	c.state = StateClosed
 	c.running = false
+	c.wakeWaiters() // callers waiting for a connection see StateClosed
 	c.mu.Unlock()
 	c.finish(err)
+}
+
+// wakeWaiters wakes the calls waiting for a connection so that they look at
+// the state again: it closes ready unless it is closed already (while
+// connected) and replaces it. c.mu is held.
+func (c *Client) wakeWaiters() {
+	select {
+	case <-c.ready:
+	default:
+		close(c.ready)
+	}
+	c.ready = make(chan struct{})
 }
 
 func (c *Client) finish(err error) {
@@ -482,13 +508,15 @@ func (c *Client) sessionFor(ctx context.Context, deadline time.Time) (*Session, 
 	for {
 		c.mu.Lock()
 		st, s, ready := c.state, c.sess, c.ready
-		waiting := c.cfg.reconnect != nil && !c.cfg.failFast && (c.running || st == Connecting)
+		waiting := c.backoff != nil && !c.cfg.failFast && (c.running || st == StateConnecting)
 		c.mu.Unlock()
 		switch {
-		case st == Connected && s != nil:
+		case st == StateConnected && s != nil:
 			return s, nil
-		case st == Closed:
+		case st == StateClosed:
 			return nil, ErrClosed
+		case ctx.Value(onConnectKey{}) == c:
+			return nil, fmt.Errorf("%w: called on the Client from inside its OnConnect, which the call would wait for; send on the *Session OnConnect was given", ErrNotConnected)
 		case !waiting:
 			return nil, ErrNotConnected
 		}
@@ -526,71 +554,39 @@ func (c *Client) Send(ctx context.Context, msg any) error {
 	return s.Send(ctx, msg)
 }
 
-// Close stops reconnecting, closes the session gracefully and returns once
-// every goroutine the client started has exited. It may be called from any
-// state and from several goroutines; all return when the first has finished.
-// Called from OnConnect, OnDisconnect or OnReconnecting, or from one of the
-// client's message or request handlers, it does the same but returns without
-// waiting for the goroutine it runs on, which exits as soon as the callback or
-// handler returns; Done closes then.
+// Close stops reconnecting, closes the session gracefully (what is queued is
+// written first) and returns once every goroutine the client started has
+// exited. Handlers see their ctx cancelled; Close waits for them up to
+// DisconnectTimeout (plus a second) and then returns an error naming those
+// still running. Called from one of the client's own handlers or callbacks it
+// cannot wait for the one it runs in: it returns once everything else has
+// ended. It may be called from any state and from several goroutines; all
+// return when the first has finished.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
-		c.state = Closed
+		c.state = StateClosed
 		s, setup := c.sess, c.setup
 		c.sess = nil
+		c.wakeWaiters()
 		c.mu.Unlock()
 		c.cancelCtx()
+		closing := &CloseError{Reason: CloseNormal, Code: closeCodeNormal, Text: "client closed"}
 		if s != nil {
-			_ = s.Close("client closed")
+			s.closeWith(closing, closeGraceful)
 		}
 		if setup != nil {
 			// Its OnConnect may be waiting on the session, not on its ctx.
-			_ = setup.Close("client closed")
+			setup.closeWith(closing, closeGraceful)
 		}
 		c.ep.stop()
-		// Owned by Close: callers wait for exited, and Done closes with it.
-		go func() {
-			c.ep.wg.Wait()
-			c.finish(ErrClosed)
-			close(c.exited)
-		}()
-	})
-	if c.callingBack() {
-		return nil
-	}
-	<-c.exited
-	return nil
-}
-
-// inCallback runs f, a user callback, recording that this goroutine is in it;
-// a panic in f is recovered and logged.
-func (c *Client) inCallback(name string, f func()) {
-	id := goroutineID()
-	c.mu.Lock()
-	if c.callbacks == nil {
-		c.callbacks = make(map[uint64]int)
-	}
-	c.callbacks[id]++
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		if c.callbacks[id]--; c.callbacks[id] == 0 {
-			delete(c.callbacks, id)
+		_, c.closeErr = c.ep.waitGoroutines(c.cfg.disconnectTimeout+time.Second, &c.waiters)
+		if c.closeErr != nil {
+			c.cfg.logger.Warn("netmsg: "+c.closeErr.Error(), "client", c.rawURL)
 		}
-		c.mu.Unlock()
-	}()
-	c.ep.callback(name, f)
-}
-
-// callingBack reports whether the calling goroutine is inside one of the
-// client's callbacks or handlers.
-func (c *Client) callingBack() bool {
-	id := goroutineID()
-	if c.ep.onWorker(id) {
-		return true // a message or request handler
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.callbacks[id] > 0
+		c.finish(ErrClosed)
+		close(c.exited)
+	})
+	<-c.exited
+	return c.closeErr
 }

@@ -1,16 +1,12 @@
 package netmsg
 
 import (
-	"errors"
-	"io"
-	"net"
-	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+	"unicode/utf8"
 
-	"github.com/lxzan/gws"
+	"github.com/netmsg/netmsg/internal/transport"
 )
 
 // CloseReason says why a session ended.
@@ -186,72 +182,50 @@ func reasonForCode(code uint16) CloseReason {
 	return CloseProtocolError
 }
 
-// statusCoder matches gws's internal close status type, which gws hands to
-// OnClose after it failed a read for a protocol reason and sent that code.
-type statusCoder interface{ Uint16() uint16 }
-
-// classifyGwsClose turns the error gws hands to OnClose into a CloseError, for
-// a session that had not recorded a reason of its own before. peerIsServer
+// classifyClose turns how the connection ended into a CloseError, for a
+// session that had not recorded a reason of its own before. peerIsServer
 // says which end the peer is.
-func classifyGwsClose(err error, peerIsServer bool) *CloseError {
-	var ce *gws.CloseError
-	if errors.As(err, &ce) {
-		c := &CloseError{Reason: reasonForCode(ce.Code), Code: ce.Code, Text: string(ce.Reason), Remote: true}
-		if ce.Code == closeCodeGoingAway && !peerIsServer {
+func classifyClose(err error, peerIsServer bool) *CloseError {
+	end := transport.Classify(err)
+	switch end.Kind {
+	case transport.EndPeerClose:
+		c := &CloseError{Reason: reasonForCode(end.Code), Code: end.Code, Text: end.Text, Remote: true}
+		if end.Code == closeCodeGoingAway && !peerIsServer {
 			// A client's 1001 is "going away" (a browser leaving the page),
 			// not a server shutting down.
 			c.Reason = ClosePeerNormal
 		}
-		if ce.Code == closeCodeInternal && c.Text == gwsInflateOverflow {
-			c.Reason = CloseMessageTooLarge // a peer whose close frame was not corrected
+		if end.Code == closeCodeNoStatus {
+			c.Reason = ClosePeerNormal // a close frame without a status code
 		}
 		if c.Reason == CloseMessageTooLarge {
 			c.Err = ErrMessageTooLarge
 		}
 		return c
-	}
-	var sc statusCoder
-	if errors.As(err, &sc) {
-		// gws failed the read (oversized frame or inflation, bad framing) and
-		// already sent this code; the fault was the peer's.
-		code := sc.Uint16()
-		c := &CloseError{Reason: reasonForCode(code), Code: code, Text: err.Error()}
+	case transport.EndRefused:
+		// gws refused the peer's input and sent this code; the fault was the peer's.
+		c := &CloseError{Reason: reasonForCode(end.Code), Code: end.Code, Text: end.Text, Err: end.Err}
 		if c.Reason == CloseMessageTooLarge {
 			c.Err = ErrMessageTooLarge
 		}
 		return c
+	case transport.EndWriteTimeout:
+		return &CloseError{Reason: CloseSlowConsumer, Code: closeCodeTryAgainLater, Text: "write timed out", Err: end.Err}
 	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		// Reads carry no deadline here, so this is a write that ran out of time.
-		return &CloseError{Reason: CloseSlowConsumer, Code: closeCodeTryAgainLater, Err: err}
-	}
-	if err != nil && !isNetworkError(err) {
-		// gws failed a read on the peer's input and hands over only the inner
-		// error: a reserved opcode (it sent 1002), a compressed frame that does
-		// not inflate or text that is not UTF-8 (sessionConn made it 1007).
-		if errors.Is(err, gws.ErrMessageTooLarge) {
-			return &CloseError{Reason: CloseMessageTooLarge, Code: closeCodeTooLarge, Text: err.Error(), Err: ErrMessageTooLarge}
-		}
-		code := closeCodeProtocol
-		if strings.HasPrefix(err.Error(), flateErrPrefix) || errors.Is(err, gws.ErrTextEncoding) {
-			code = closeCodeInvalidData
-		}
-		return &CloseError{Reason: CloseProtocolError, Code: code, Text: err.Error(), Err: err}
-	}
-	c := &CloseError{Reason: CloseNetworkError, Code: closeCodeAbnormal, Remote: true, Err: err}
-	if err == nil {
-		c.Err = io.ErrUnexpectedEOF
-	}
-	return c
+	return &CloseError{Reason: CloseNetworkError, Code: closeCodeAbnormal, Remote: true, Err: end.Err}
 }
 
-// isNetworkError reports whether err is the transport failing (EOF, reset,
-// a closed or timed-out socket) rather than gws refusing the peer's bytes.
-func isNetworkError(err error) bool {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
-		return true
+// closeText cuts a close reason to the 123 bytes a close frame has room for,
+// at a character boundary: a reason that is not valid UTF-8 fails the
+// connection in browsers.
+func closeText(text string) string {
+	const room = 123 // control frames carry 125 bytes, 2 of them the code
+	if len(text) <= room {
+		return text
 	}
-	var ne net.Error
-	var errno syscall.Errno
-	return errors.As(err, &ne) || errors.As(err, &errno)
+	cut := room
+	for cut > 0 && !utf8.RuneStart(text[cut]) {
+		cut--
+	}
+	return text[:cut]
 }

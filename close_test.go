@@ -81,17 +81,17 @@ func TestClassifyGwsClose(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ce := classifyGwsClose(tc.err, true)
+			ce := classifyClose(tc.err, true)
 			assert.Equal(t, tc.reason, ce.Reason)
 			assert.Equal(t, tc.remote, ce.Remote)
 			assert.ErrorIs(t, ce, ErrClosed)
 		})
 	}
-	ce := classifyGwsClose(&gws.CloseError{Code: 1009}, true)
+	ce := classifyClose(&gws.CloseError{Code: 1009}, true)
 	assert.ErrorIs(t, ce, ErrMessageTooLarge)
-	assert.Equal(t, ClosePeerNormal, classifyGwsClose(&gws.CloseError{Code: 1001}, false).Reason, "a client going away")
-	assert.EqualValues(t, 1002, classifyGwsClose(errors.New("gws: unexpected opcode 3"), true).Code)
-	assert.EqualValues(t, 1007, classifyGwsClose(errors.New("flate: corrupt input before offset 1"), true).Code)
+	assert.Equal(t, ClosePeerNormal, classifyClose(&gws.CloseError{Code: 1001}, false).Reason, "a client going away")
+	assert.EqualValues(t, 1002, classifyClose(errors.New("gws: unexpected opcode 3"), true).Code)
+	assert.EqualValues(t, 1007, classifyClose(errors.New("flate: corrupt input before offset 1"), true).Code)
 }
 
 func TestReconnectAfter(t *testing.T) {
@@ -117,46 +117,13 @@ func TestCloseErrorText(t *testing.T) {
 	assert.False(t, (&CloseError{Reason: ClosePolicyViolation}).ShouldReconnect())
 }
 
-func closeFrame(code uint16, text string, key []byte) []byte {
-	payload := append([]byte{byte(code >> 8), byte(code)}, text...)
-	f := []byte{0x88, byte(len(payload))}
-	if key != nil {
-		f[1] |= 0x80
-		f = append(f, key...)
-		for i := range payload {
-			payload[i] ^= key[i%4]
-		}
-	}
-	return append(f, payload...)
-}
-
-func TestFixInflateClose(t *testing.T) {
+func TestClassifyInflateOverflow(t *testing.T) {
 	t.Parallel()
-	key := []byte{1, 2, 3, 4}
-	cases := []struct {
-		name string
-		in   []byte
-		want []byte
-	}{
-		{"server frame", closeFrame(1011, gwsInflateOverflow, nil), closeFrame(1009, gwsInflateOverflow, nil)},
-		{"client frame", closeFrame(1011, gwsInflateOverflow, key), closeFrame(1009, gwsInflateOverflow, key)},
-		{"other 1011", closeFrame(1011, "gws: internal error!!", nil), closeFrame(1011, "gws: internal error!!", nil)},
-		{"corrupt deflate", closeFrame(1011, "flate: corrupt input before offset 1", key), closeFrame(1007, "flate: corrupt input before offset 1", key)},
-		{"truncated deflate", closeFrame(1011, "unexpected EOF", nil), closeFrame(1007, "unexpected EOF", nil)},
-		{"normal close", closeFrame(1000, gwsInflateOverflow, nil), closeFrame(1000, gwsInflateOverflow, nil)},
-		{"data frame", []byte{0x82, 3, 1, 2, 3}, []byte{0x82, 3, 1, 2, 3}},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			p := append([]byte(nil), tc.in...)
-			if len(p) > 4 && p[0] == 0x88 {
-				fixInflateClose(p)
-			}
-			assert.Equal(t, tc.want, p)
-		})
-	}
-	ce := classifyGwsClose(&gws.CloseError{Code: 1011, Reason: []byte(gwsInflateOverflow)}, true)
+	ce := classifyClose(&gws.CloseError{Code: 1011, Reason: []byte("gws: message too large")}, true)
 	assert.Equal(t, CloseMessageTooLarge, ce.Reason)
+	ce = classifyClose(&gws.CloseError{Code: 0}, true)
+	assert.Equal(t, ClosePeerNormal, ce.Reason, "a close frame without a status code is a normal close")
+	assert.EqualValues(t, 1005, ce.Code)
 }
 
 func TestCloseTextFitsAFrameAndStaysUTF8(t *testing.T) {

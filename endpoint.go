@@ -3,23 +3,26 @@ package netmsg
 import (
 	"fmt"
 	"runtime/debug"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/lxzan/gws"
 )
 
-// endpoint is what a Server and a Client share: configuration, handlers, and
-// the goroutines their sessions start.
+// endpoint is what a Server and a Client share: configuration, handlers, the
+// goroutines their sessions start, and the counters.
 type endpoint struct {
 	cfg    *config
 	reg    registry
 	client bool // this end is a Client: its peers are servers
 
-	// wg counts every goroutine started for sessions: read loops, dispatcher
-	// workers and writers. Server.Shutdown and Client.Close wait for it.
-	wg sync.WaitGroup
+	// wg counts every goroutine started for sessions: read loops, writers,
+	// dispatcher workers and callback runners. goroutines counts the same
+	// ones, readably; inUser counts those running user code right now.
+	wg         sync.WaitGroup
+	goroutines atomic.Int64
+	inUser     atomic.Int64
 
 	// work hands a session to a parked dispatcher worker; stopping, closed
 	// by stop, tells parked workers to exit at once.
@@ -27,21 +30,29 @@ type endpoint struct {
 	stopping   chan struct{}
 	stopOnce   sync.Once
 	workerIdle time.Duration // 0: workers exit as soon as they run out of work
-	workerIDs  sync.Map      // client only: goroutine ids of the running workers
+	workers    workerSet
 
 	// active counts envelopes queued or being handled, for the drain.
 	active   atomic.Int64
 	draining atomic.Bool
 
-	// detached is called once per session, on its read loop, when it has
-	// closed, before its Done channel closes: the owner's bookkeeping.
+	// detached is called once per session, on its read loop, when the
+	// connection has ended, before Done closes: the owner's bookkeeping.
 	detached func(*Session, *CloseError)
-	// closed is called next, after Done has closed: the user's callbacks.
+	// closed is called once the session's inbound drain is over: the
+	// owner's report (OnSessionClose).
 	closed func(*Session, *CloseError)
 
+	stats endpointStats
+}
+
+type endpointStats struct {
 	lateResponses    atomic.Uint64
 	unknownResponses atomic.Uint64
 	drainDropped     atomic.Uint64
+	droppedInbound   atomic.Uint64
+	droppedOutbound  atomic.Uint64
+	slowConsumers    atomic.Uint64
 }
 
 func (ep *endpoint) handlerRegistry() *registry { return &ep.reg }
@@ -54,38 +65,42 @@ func (ep *endpoint) init(cfg *config) {
 	ep.workerIdle = defaultWorkerIdle
 }
 
-// onWorker reports whether the calling goroutine is one of the endpoint's
-// dispatcher workers, that is, runs in a handler.
-func (ep *endpoint) onWorker(id uint64) bool {
-	_, ok := ep.workerIDs.Load(id)
-	return ok
+// spawn runs f on a goroutine the endpoint owns and waits for.
+func (ep *endpoint) spawn(f func()) {
+	ep.wg.Add(1)
+	ep.goroutines.Add(1)
+	go func() {
+		defer ep.wg.Done()
+		defer ep.goroutines.Add(-1)
+		f()
+	}()
 }
 
 // stop makes parked dispatcher workers exit; workers still busy exit when
-// they run out of work. Called before waiting for ep.wg.
+// they run out of work. Called before waiting for the goroutines.
 func (ep *endpoint) stop() { ep.stopOnce.Do(func() { close(ep.stopping) }) }
-
-func (ep *endpoint) done1() { ep.active.Add(-1) }
 
 func (ep *endpoint) reportError(s *Session, err error) {
 	ep.cfg.logger.Warn(err.Error(), "session", s.id)
 	if f := ep.cfg.onError; f != nil {
-		ep.callback("OnError", func() { f(s, err) })
+		s.cbq.post("OnError", func() { f(s, err) })
 	}
 }
 
 func (ep *endpoint) unhandled(s *Session, typ string) {
 	ep.cfg.logger.Debug("netmsg: no handler for message", "type", typ, "session", s.id)
 	if f := ep.cfg.onUnhandled; f != nil {
-		ep.callback("OnUnhandled", func() { f(s, typ) })
+		s.cbq.post("OnUnhandled", func() { f(s, typ) })
 	}
 }
 
 // callback runs a user callback and recovers its panic: a bug in an event
 // callback is logged with its stack and must not skip the library's own
-// bookkeeping around it (closing Done, reconnecting) or kill the process.
+// bookkeeping around it or kill the process.
 func (ep *endpoint) callback(name string, f func()) {
+	ep.inUser.Add(1)
 	defer func() {
+		ep.inUser.Add(-1)
 		if r := recover(); r != nil {
 			ep.cfg.logger.Error("netmsg: "+name+" callback panicked", "panic", r, "stack", string(debug.Stack()))
 		}
@@ -93,16 +108,150 @@ func (ep *endpoint) callback(name string, f func()) {
 	f()
 }
 
-// sessionEnded runs the owner's hooks for a closed session and closes its
-// Done channel between them, so that inside OnSessionClose and OnDisconnect
-// the session already looks closed and is no longer registered.
-func (ep *endpoint) sessionEnded(s *Session, ce *CloseError) {
+// detach runs the owner's bookkeeping for a session whose connection ended.
+func (ep *endpoint) detach(s *Session, ce *CloseError) {
 	if ep.detached != nil {
 		ep.detached(s, ce)
 	}
-	close(s.done)
+}
+
+// sessionClosed runs once a closed session's drain is over.
+func (ep *endpoint) sessionClosed(s *Session, ce *CloseError) {
+	s.ext.Store(nil)
 	if ep.closed != nil {
 		ep.closed(s, ce)
+	}
+}
+
+// waitGoroutines waits until every goroutine the endpoint started has exited,
+// or until the timeout, and then reports what is still running. One case
+// ends the wait early, with settled set: when only goroutines running user
+// code are left, no more of them than callers waiting here, for half the
+// DisconnectTimeout. Such a caller is most likely inside a handler or
+// callback of this endpoint (Close called from a handler), which cannot
+// return while it waits; handlers that respect their ctx return well within
+// that time after the close cancelled it.
+func (ep *endpoint) waitGoroutines(timeout time.Duration, waiters *atomic.Int64) (settled bool, err error) {
+	waiters.Add(1)
+	defer waiters.Add(-1)
+	done := make(chan struct{})
+	go func() { ep.wg.Wait(); close(done) }()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	const step = 10 * time.Millisecond
+	tick := time.NewTicker(step)
+	defer tick.Stop()
+	grace := max(ep.cfg.disconnectTimeout/2, 10*step)
+	var since time.Time
+	for {
+		select {
+		case <-done:
+			return false, nil
+		case <-deadline.C:
+			return false, fmt.Errorf("netmsg: goroutines still running %v after the close: %s", timeout, ep.running())
+		case now := <-tick.C:
+			n, user := ep.goroutines.Load(), ep.inUser.Load()
+			if n > 0 && n <= user && user <= waiters.Load() {
+				if since.IsZero() {
+					since = now
+				} else if now.Sub(since) >= grace {
+					return true, nil
+				}
+			} else {
+				since = time.Time{}
+			}
+		}
+	}
+}
+
+// running describes the handlers still running, for Close's error.
+func (ep *endpoint) running() string {
+	names := ep.workers.busy()
+	if len(names) == 0 {
+		return fmt.Sprintf("%d goroutines (callbacks or handlers that ignore their ctx)", ep.goroutines.Load())
+	}
+	return strings.Join(names, ", ")
+}
+
+// workerSet is the endpoint's dispatcher workers, for reporting.
+type workerSet struct {
+	mu sync.Mutex
+	m  map[*worker]struct{}
+}
+
+func (ws *workerSet) add(w *worker) {
+	ws.mu.Lock()
+	if ws.m == nil {
+		ws.m = make(map[*worker]struct{})
+	}
+	ws.m[w] = struct{}{}
+	ws.mu.Unlock()
+}
+
+func (ws *workerSet) remove(w *worker) {
+	ws.mu.Lock()
+	delete(ws.m, w)
+	ws.mu.Unlock()
+}
+
+func (ws *workerSet) busy() []string {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	var names []string
+	for w := range ws.m {
+		w.cur.Lock()
+		if w.typ != "" {
+			names = append(names, w.typ+" handler (session "+w.sid+")")
+		}
+		w.cur.Unlock()
+	}
+	sort.Strings(names)
+	return names
+}
+
+// callbackQueue runs a session's event callbacks (OnSessionOpen, OnError,
+// OnUnhandled, OnSessionClose) one at a time, in the order they were posted,
+// on a goroutine that runs while there are callbacks and exits after. No
+// callback runs on a read loop or under a library lock.
+type callbackQueue struct {
+	ep      *endpoint
+	mu      sync.Mutex
+	q       []namedFunc
+	running bool
+}
+
+type namedFunc struct {
+	name string
+	f    func()
+}
+
+func (q *callbackQueue) init(ep *endpoint) { q.ep = ep }
+
+func (q *callbackQueue) post(name string, f func()) {
+	q.mu.Lock()
+	q.q = append(q.q, namedFunc{name, f})
+	start := !q.running
+	q.running = true
+	q.mu.Unlock()
+	if start {
+		q.ep.spawn(q.run)
+	}
+}
+
+func (q *callbackQueue) run() {
+	for {
+		q.mu.Lock()
+		if len(q.q) == 0 {
+			q.q = nil
+			q.running = false
+			q.mu.Unlock()
+			return
+		}
+		nf := q.q[0]
+		q.q[0] = namedFunc{}
+		q.q = q.q[1:]
+		q.mu.Unlock()
+		q.ep.callback(nf.name, nf.f)
 	}
 }
 
@@ -115,13 +264,29 @@ type Stats struct {
 	// DroppedDuringShutdown counts messages that arrived after Server.Shutdown
 	// began and were not handled (requests get CodeUnavailable instead).
 	DroppedDuringShutdown uint64
+	// DroppedInbound counts envelopes received but not handled because their
+	// session was closing: those that arrived after the close began, those
+	// still queued DisconnectTimeout after it, and requests whose caller had
+	// already failed with the close.
+	DroppedInbound uint64
+	// DroppedOutbound counts frames queued but not written because their
+	// session closed first (a hard close, or a graceful one that ran out of
+	// time).
+	DroppedOutbound uint64
+	// SlowConsumers counts sessions closed because the peer did not read:
+	// the outbound queue overflowed or a write timed out.
+	SlowConsumers uint64
 }
 
-func (ep *endpoint) stats() Stats {
+func (ep *endpoint) statsSnapshot() Stats {
+	st := &ep.stats
 	return Stats{
-		LateResponses:         ep.lateResponses.Load(),
-		UnknownResponses:      ep.unknownResponses.Load(),
-		DroppedDuringShutdown: ep.drainDropped.Load(),
+		LateResponses:         st.lateResponses.Load(),
+		UnknownResponses:      st.unknownResponses.Load(),
+		DroppedDuringShutdown: st.drainDropped.Load(),
+		DroppedInbound:        st.droppedInbound.Load(),
+		DroppedOutbound:       st.droppedOutbound.Load(),
+		SlowConsumers:         st.slowConsumers.Load(),
 	}
 }
 
@@ -134,52 +299,9 @@ func msDuration(ms uint64) time.Duration {
 	return time.Duration(ms) * time.Millisecond
 }
 
-// gwsEvents routes gws's callbacks to the Session stored in the connection.
-type gwsEvents struct{}
-
-func sessionOf(c *gws.Conn) *Session { return c.Session().(*sessionSlot).s }
-
-func (gwsEvents) OnOpen(*gws.Conn)                      {}
-func (gwsEvents) OnClose(c *gws.Conn, err error)        { sessionOf(c).onClose(err) }
-func (gwsEvents) OnPing(c *gws.Conn, p []byte)          { sessionOf(c).onPing(p) }
-func (gwsEvents) OnPong(c *gws.Conn, p []byte)          { sessionOf(c).onPong(p) }
-func (gwsEvents) OnMessage(c *gws.Conn, m *gws.Message) { sessionOf(c).onMessage(m) }
-
-// gwsLogger forwards gws's own error logs (recovered panics) to slog.
-type gwsLogger struct{ ep *endpoint }
-
-func (l gwsLogger) Error(v ...any) { l.ep.cfg.logger.Error("gws: " + fmt.Sprint(v...)) }
-
 // startReading runs the session's read loop on a goroutine the endpoint owns.
-// The caller has counted it in ep.wg already.
 func (ep *endpoint) startReading(s *Session) {
-	s.reading.Store(true)
+	s.conn.Bind(s)
 	s.startHeartbeat()
-	go func() {
-		defer ep.wg.Done()
-		s.readerID.Store(goroutineID())
-		defer func() {
-			if r := recover(); r != nil {
-				s.readLoopPanicked(r)
-			}
-		}()
-		s.conn.ReadLoop()
-	}()
-}
-
-// readLoopPanicked ends a session whose read loop panicked inside gws. gws
-// recovers panics in the event handlers, not in its own frame parser, and a
-// peer can make that panic: gws v1.9.1 turns a 64-bit frame length with the
-// top bit set (RFC 6455 forbids it) into a negative int and slices with it.
-// Left alone that panic would kill the process and every session in it; here
-// it closes this one session as a protocol error. gws's OnClose never runs
-// after such a panic, so the session's own close path runs instead.
-func (s *Session) readLoopPanicked(r any) {
-	err := fmt.Errorf("netmsg: the WebSocket reader failed on the peer's input: %v", r)
-	// protocolErrorText logs err and reports it to OnError; the stack is only
-	// for whoever debugs gws.
-	s.ep.cfg.logger.Debug("netmsg: read loop panic", "session", s.id, "stack", string(debug.Stack()))
-	s.protocolErrorText(err, "malformed frame")
-	_ = s.conn.NetConn().Close()
-	s.onClose(s.closedErr())
+	ep.spawn(func() { s.conn.ReadLoop(s.readLoopPanicked) })
 }

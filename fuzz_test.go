@@ -346,7 +346,7 @@ func (h *fzHarness) run(t *testing.T, data []byte) (answered bool, ce *CloseErro
 		answered = true
 	default:
 	}
-	ce = s.closeErr.Load() // the reason recorded before we hang up, if any
+	ce = s.cause.Load() // the reason recorded before we hang up, if any
 	_ = cli.Close()
 	<-writerDone
 	<-readerDone
@@ -367,15 +367,7 @@ func (h *fzHarness) run(t *testing.T, data []byte) (answered bool, ce *CloseErro
 	if n := h.srv.SessionCount(); n != 0 {
 		t.Errorf("%d sessions still registered", n)
 	}
-	s.imu.Lock()
-	inflight := len(s.inflight)
-	s.imu.Unlock()
-	s.pmu.Lock()
-	pending := len(s.pending)
-	s.pmu.Unlock()
-	s.mmu.Lock()
-	queued := len(s.mq) - s.mhead
-	s.mmu.Unlock()
+	inflight, pending, queued := s.debugCounts()
 	if inflight != 0 || pending != 0 || queued != 0 {
 		t.Errorf("closed session holds %d in-flight requests, %d pending calls, %d queued envelopes", inflight, pending, queued)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/netmsg/netmsg/internal/transport"
 	"github.com/netmsg/netmsg/serializer"
 )
 
@@ -25,6 +26,8 @@ const (
 	DefaultMaxMessageSize    = 1 << 20
 	DefaultMaxQueuedBytes    = 4 << 20
 	DefaultMailboxSize       = 256
+	DefaultMailboxBytes      = 4 << 20
+	DefaultFrameTimeout      = 30 * time.Second
 )
 
 // config holds what both ends share.
@@ -39,6 +42,8 @@ type config struct {
 	maxMessageSize    int
 	maxQueuedBytes    int
 	mailboxSize       int
+	mailboxBytes      int
+	frameTimeout      time.Duration
 	concurrency       int
 	compression       bool
 	logger            *slog.Logger
@@ -58,9 +63,15 @@ func defaultConfig() config {
 		maxMessageSize:    DefaultMaxMessageSize,
 		maxQueuedBytes:    DefaultMaxQueuedBytes,
 		mailboxSize:       DefaultMailboxSize,
+		mailboxBytes:      DefaultMailboxBytes,
+		frameTimeout:      DefaultFrameTimeout,
 		concurrency:       1,
 		logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
+}
+
+func (c *config) transportOptions() transport.Options {
+	return transport.Options{MaxMessageSize: c.maxMessageSize, Compression: c.compression, Logger: c.logger}
 }
 
 type serverConfig struct {
@@ -81,6 +92,7 @@ type clientConfig struct {
 	onConnect      func(ctx context.Context, s *Session) error
 	onDisconnect   func(*CloseError)
 	onReconnecting func(attempt int, delay time.Duration)
+	onAttempt      func(ReconnectAttempt)
 }
 
 // ServerOption configures a Server.
@@ -210,6 +222,29 @@ func WithMailboxSize(n int) Option {
 	})
 }
 
+// WithMailboxBytes bounds the memory the inbound messages and requests
+// waiting in one session's mailbox may hold (their frames as received, after
+// decompression, plus a fixed overhead each); when it is reached the session
+// stops reading from the socket until handlers catch up. One envelope is
+// always admitted into an empty mailbox, so MaxMessageSize, not this, bounds
+// a single frame. Default 4 MiB.
+func WithMailboxBytes(n int) Option {
+	return sharedOption(func(c *config) {
+		if n > 0 {
+			c.mailboxBytes = n
+		}
+	})
+}
+
+// WithFrameTimeout bounds how long one frame may take to arrive once its
+// first byte has: a peer that announces a large frame and drips it a byte at
+// a time is closed with CloseConnectionLost. d ≤ 0 turns the bound off.
+// It is checked on the heartbeat's ticks (every HeartbeatInterval, or every
+// d/4 with heartbeats off). Default 30 s.
+func WithFrameTimeout(d time.Duration) Option {
+	return sharedOption(func(c *config) { c.frameTimeout = max(d, 0) })
+}
+
 // WithSessionConcurrency lets up to n handlers of one session run at once;
 // they still start in arrival order. Default 1: one at a time, in order.
 func WithSessionConcurrency(n int) Option {
@@ -303,9 +338,29 @@ func WithDialTimeout(d time.Duration) ClientOption {
 }
 
 // WithReconnect makes the client reconnect on its own after a connection is
-// lost, waiting as b says between attempts (see DefaultBackOff).
+// lost, waiting as b says between attempts (see DefaultBackOff). Connect then
+// also retries the first connection until its ctx ends. The client works on
+// its own copy of b when b is one of the backoff package's own types
+// (*ExponentialBackOff, *ConstantBackOff, *ZeroBackOff, *StopBackOff), so one
+// policy value may configure many clients; give each client its own value of
+// any other type.
 func WithReconnect(b backoff.BackOff) ClientOption {
 	return clientOption(func(c *clientConfig) { c.reconnect = b })
+}
+
+// cloneBackOff returns a copy of b that shares no state with it, when b's
+// type is known; otherwise b itself.
+func cloneBackOff(b backoff.BackOff) backoff.BackOff {
+	switch v := b.(type) {
+	case *backoff.ExponentialBackOff:
+		cp := *v
+		cp.Reset()
+		return &cp
+	case *backoff.ConstantBackOff:
+		cp := *v
+		return &cp
+	}
+	return b
 }
 
 // WithFailFast makes Send and SendRequest fail at once with ErrNotConnected
@@ -331,6 +386,21 @@ func WithOnDisconnect(f func(*CloseError)) ClientOption {
 // attempt number (from 1) and the delay before it.
 func WithOnReconnecting(f func(attempt int, delay time.Duration)) ClientOption {
 	return clientOption(func(c *clientConfig) { c.onReconnecting = f })
+}
+
+// ReconnectAttempt describes one reconnection attempt about to be made.
+type ReconnectAttempt struct {
+	Attempt int           // from 1, counting since the connection was lost
+	Delay   time.Duration // the wait before the attempt: the server's hint, if any, plus the backoff's jittered delay
+	Err     error         // why: the *CloseError that ended the connection, or the previous attempt's error
+}
+
+// WithOnReconnectAttempt is called before each reconnection attempt (and each
+// retry of the first connection) with the attempt, its delay and the error
+// that made it necessary. It runs on the client's supervisor goroutine, in
+// order with OnConnect and OnDisconnect.
+func WithOnReconnectAttempt(f func(ReconnectAttempt)) ClientOption {
+	return clientOption(func(c *clientConfig) { c.onAttempt = f })
 }
 
 // DefaultBackOff returns the reconnect policy used by the examples: exponential

@@ -1,7 +1,6 @@
 package netmsg
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,9 +11,10 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/lxzan/gws"
+	"github.com/netmsg/netmsg/internal/transport"
 	"github.com/netmsg/netmsg/internal/wire"
 	"github.com/netmsg/netmsg/serializer"
 )
@@ -28,7 +28,7 @@ import (
 type Server struct {
 	ep       endpoint
 	cfg      serverConfig
-	upgrader *gws.Upgrader
+	upgrader *transport.Upgrader
 	accepts  map[string]serializer.Serializer // subprotocol → serializer
 	protos   []string                         // subprotocols in preference order
 
@@ -40,6 +40,7 @@ type Server struct {
 	// handshakes counts ServeHTTP calls in progress; Shutdown waits for them.
 	handshakes sync.WaitGroup
 
+	waiters      atomic.Int64 // Shutdown calls waiting for goroutines
 	shutdownOnce sync.Once
 	shutdownErr  error
 	shutdownDone chan struct{}
@@ -66,23 +67,14 @@ func NewServer(opts ...ServerOption) *Server {
 			srv.protos = append(srv.protos, p)
 		}
 	}
-	srv.upgrader = gws.NewUpgrader(gwsEvents{}, &gws.ServerOption{
-		ReadMaxPayloadSize:  srv.cfg.maxMessageSize,
-		WriteMaxPayloadSize: srv.cfg.maxMessageSize + 64,
-		PermessageDeflate:   gws.PermessageDeflate{Enabled: srv.cfg.compression},
-		Recovery:            gws.Recovery,
-		Logger:              gwsLogger{&srv.ep},
-		HandshakeTimeout:    srv.cfg.handshakeTimeout,
-		SubProtocols:        srv.protos,
-		NewSession:          func() gws.SessionStorage { return new(sessionSlot) },
-	})
+	srv.upgrader = transport.NewUpgrader(srv.cfg.transportOptions(), srv.protos, srv.cfg.handshakeTimeout)
 	return srv
 }
 
 func (srv *Server) handlerRegistry() *registry { return &srv.ep.reg }
 
 // Stats returns the server's counters.
-func (srv *Server) Stats() Stats { return srv.ep.stats() }
+func (srv *Server) Stats() Stats { return srv.ep.statsSnapshot() }
 
 // ServeHTTP upgrades the request to a WebSocket session. Every check happens
 // before the connection is hijacked, so a refusal is a plain HTTP answer: 503
@@ -117,7 +109,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if offered == "" {
 			offered = "none"
 		}
-		http.Error(w, "netmsg: no supported serializer: client offered "+offered+
+		http.Error(w, "netmsg: "+noSerializerText+": client offered "+offered+
 			"; server accepts "+strings.Join(srv.protos, ", "), http.StatusBadRequest)
 		return
 	}
@@ -141,67 +133,30 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	srv.mu.Lock()
-	if srv.closing {
-		srv.mu.Unlock()
-		http.Error(w, "netmsg: server is shutting down", http.StatusServiceUnavailable)
-		return
-	}
-	srv.ep.wg.Add(1) // the session's read loop, or nothing if the upgrade fails
-	srv.mu.Unlock()
-
-	conn, err := srv.upgrade(w, r)
+	id := newSessionID()
+	conn, err := srv.upgrader.Upgrade(w, r, id)
 	if err != nil {
-		srv.ep.wg.Done()
 		srv.cfg.logger.Debug("netmsg: upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	s := newSession(&srv.ep, conn, srv.accepts[conn.SubProtocol()], context.WithoutCancel(base))
+	s := newSession(&srv.ep, id, conn, srv.accepts[conn.SubProtocol()], context.WithoutCancel(base))
 	srv.mu.Lock()
-	srv.sessions[s.id] = s
+	srv.sessions[id] = s
 	closing := srv.closing
 	srv.mu.Unlock()
-	open := srv.cfg.onSessionOpen
-	if closing || open == nil {
-		srv.ep.startReading(s)
-		if closing {
-			s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: "server shutting down"}, false)
-		}
-		return
+	if open := srv.cfg.onSessionOpen; open != nil && !closing {
+		// OnSessionOpen runs before any message or request is handled, but
+		// with the session reading, so that it can itself call the client:
+		// responses bypass the held mailbox. OnSessionClose comes after it
+		// on the same callback queue.
+		s.mbox.hold()
+		s.cbq.post("OnSessionOpen", func() { open(s) })
+		s.cbq.post("", s.mbox.release)
 	}
-	// OnSessionOpen runs before any message or request is handled, but
-	// with the session reading, so that it can itself call the client:
-	// responses bypass the held mailbox. OnSessionClose waits for it.
-	s.mheld = true
-	s.opened = make(chan struct{})
 	srv.ep.startReading(s)
-	srv.ep.callback("OnSessionOpen", func() { open(s) })
-	s.releaseMailbox()
-	close(s.opened)
-}
-
-// upgrade hijacks the connection itself (rather than gws.Upgrader.Upgrade) so
-// that gws reads and writes through sessionConn.
-func (srv *Server) upgrade(w http.ResponseWriter, r *http.Request) (*gws.Conn, error) {
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		http.Error(w, "netmsg: this connection cannot be upgraded (HTTP/2?)", http.StatusInternalServerError)
-		return nil, errors.New("netmsg: ResponseWriter is not an http.Hijacker")
+	if closing {
+		s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: "server shutting down"}, closeHard)
 	}
-	nc, brw, err := hj.Hijack()
-	if err != nil {
-		return nil, err
-	}
-	// Read through sessionConn, reusing net/http's buffer: whatever it read
-	// ahead (a client that did not wait for the 101) is handed over first.
-	var ahead []byte
-	if n := brw.Reader.Buffered(); n > 0 {
-		p, _ := brw.Reader.Peek(n)
-		ahead = bytes.Clone(p)
-	}
-	sc := newSessionConn(nc, ahead)
-	brw.Reader.Reset(sc)
-	return srv.upgrader.UpgradeFromConn(sc, brw.Reader, r)
 }
 
 // negotiate returns the subprotocol gws will pick: the first of the server's,
@@ -266,12 +221,12 @@ func (srv *Server) sessionDetached(s *Session, _ *CloseError) {
 	srv.mu.Unlock()
 }
 
+// sessionClosed reports a closed session once its drain is over, on its
+// callback queue: after OnSessionOpen has returned, and after the handlers of
+// what arrived before the close.
 func (srv *Server) sessionClosed(s *Session, ce *CloseError) {
-	if s.opened != nil {
-		<-s.opened // never before OnSessionOpen has returned
-	}
 	if f := srv.cfg.onSessionClose; f != nil {
-		srv.ep.callback("OnSessionClose", func() { f(s, ce) })
+		s.cbq.post("OnSessionClose", func() { f(s, ce) })
 	}
 }
 
@@ -361,12 +316,16 @@ func (srv *Server) Broadcast(ctx context.Context, msg any) error {
 		}
 		f.refs.Add(int32(len(list)))
 		for _, s := range list {
-			_ = s.enqueue(f, false)
+			_ = s.out.push(f)
 		}
 		f.release()
 	}
 	return errors.Join(errs...)
 }
+
+// noSerializerText is in the 400 answer to a client that offers no
+// serializer the server accepts; the client recognises it as permanent.
+const noSerializerText = "no supported serializer"
 
 // shutdownHint is the reconnect hint a draining server sends in its 1001 close.
 const shutdownHint = 500 * time.Millisecond
@@ -420,38 +379,53 @@ func (srv *Server) shutdown(ctx context.Context) error {
 	for s := range srv.Sessions() {
 		// Graceful after a complete drain; otherwise at once, but still with
 		// 1001 and the hint, so clients know to come back.
-		s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: text}, err == nil)
+		mode := closeGraceful
+		if err != nil {
+			mode = closeHard
+		}
+		s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: text}, mode)
 	}
 	srv.ep.stop()
-	done := make(chan struct{})
-	go func() {
-		// No handshake can register a session once it is done (closing is
-		// set), so after it the session goroutines are all counted.
-		srv.handshakes.Wait()
-		srv.ep.wg.Wait()
-		close(done)
-	}()
+	// No handshake can register a session once they are done (closing is
+	// set), so after them the session goroutines are all counted.
+	hs := make(chan struct{})
+	go func() { srv.handshakes.Wait(); close(hs) }()
 	select {
-	case <-done:
-		return err
+	case <-hs:
 	case <-ctx.Done():
-		if err == nil {
-			err = ctx.Err()
-		}
 	}
-	for s := range srv.Sessions() {
-		s.abort(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: "server shut down"})
+	// Every session closes within DisconnectTimeout, and the drain of what
+	// arrived before ends then too: wait that long (plus a margin), or
+	// until ctx ends, whichever is first.
+	wait := srv.cfg.disconnectTimeout + time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, max(time.Until(dl), 0))
 	}
-	// Every connection is closed now, so the goroutines end promptly, unless
-	// one is Shutdown's own caller (a handler or callback) or is stuck in user
-	// code (an Authorize or handler that ignores its ctx): then give up
-	// waiting after a grace period rather than hang.
-	t := time.NewTimer(srv.cfg.disconnectTimeout)
-	defer t.Stop()
-	select {
-	case <-done:
+	settled, werr := srv.ep.waitGoroutines(wait, &srv.waiters)
+	if werr == nil && !settled {
 		return err
-	case <-t.C:
-		return fmt.Errorf("netmsg: Shutdown: %w; goroutines still running %v after every connection was closed (called from a handler or callback, or one ignores its ctx?)", err, srv.cfg.disconnectTimeout)
 	}
+	if err == nil && werr != nil {
+		err = ctx.Err()
+	}
+	if werr != nil {
+		for s := range srv.Sessions() {
+			// Every session is closing already; those still in a graceful
+			// close get a second at most for their close frame.
+			s.out.hurry()
+		}
+		// Every connection is closed now, so the goroutines end promptly
+		// unless one is stuck in user code (an Authorize or handler that
+		// ignores its ctx): then give up waiting after a grace period.
+		settled, werr = srv.ep.waitGoroutines(srv.cfg.disconnectTimeout, &srv.waiters)
+	}
+	switch {
+	case werr != nil && err != nil:
+		return fmt.Errorf("netmsg: Shutdown: %w; %w", err, werr)
+	case werr != nil:
+		return fmt.Errorf("netmsg: Shutdown: %w", werr)
+	case settled && err != nil:
+		return fmt.Errorf("netmsg: Shutdown: %w; goroutines still running: %s (called from a handler or callback?)", err, srv.ep.running())
+	}
+	return err
 }

@@ -1,0 +1,423 @@
+package netmsg
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/netmsg/netmsg/internal/transport"
+	"github.com/netmsg/netmsg/internal/wire"
+	"github.com/netmsg/netmsg/serializer"
+)
+
+// frame is one encoded envelope waiting to be written. A broadcast frame is
+// shared by many sessions; refs counts them.
+type frame struct {
+	b    []byte
+	refs atomic.Int32
+}
+
+// frameOverhead is what a queued frame costs beyond its buffer: the frame
+// itself, its slot in the queue and the header gws builds around it. The
+// queue limit counts it, so a flood of tiny frames is bounded in memory, not
+// only in payload bytes.
+const frameOverhead = 128
+
+// cost is what f holds in memory while queued.
+func (f *frame) cost() int { return cap(f.b) + frameOverhead }
+
+var framePool = sync.Pool{New: func() any { return &frame{b: make([]byte, 0, 512)} }}
+
+func getFrame() *frame {
+	f := framePool.Get().(*frame)
+	f.refs.Store(1)
+	return f
+}
+
+func (f *frame) release() {
+	if f.refs.Add(-1) != 0 {
+		return
+	}
+	if cap(f.b) > 64<<10 {
+		return // let big buffers go
+	}
+	f.b = f.b[:0]
+	framePool.Put(f)
+}
+
+var payloadPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+func encodeFrame(ser serializer.Serializer, limit int, kind wire.Kind, id uint64, name string, v any, timeoutMs uint64, md map[string]string) (*frame, error) {
+	if len(md) > wire.MaxMetadataEntries {
+		return nil, fmt.Errorf("netmsg: cannot send %s with %d metadata entries: at most %d", name, len(md), wire.MaxMetadataEntries)
+	}
+	var payload []byte
+	var pb *[]byte
+	var err error
+	if am, ok := ser.(serializer.AppendMarshaler); ok {
+		pb = payloadPool.Get().(*[]byte)
+		payload, err = am.MarshalAppend((*pb)[:0], v)
+	} else {
+		payload, err = ser.Marshal(v)
+	}
+	if err != nil {
+		if pb != nil {
+			payloadPool.Put(pb)
+		}
+		return nil, fmt.Errorf("netmsg: cannot encode %s with the %s serializer: %w", name, ser.Name(), err)
+	}
+	f := getFrame()
+	f.b = wire.AppendHeaderAndPayload(f.b[:0], kind, id, name, payload, timeoutMs, md)
+	if pb != nil {
+		if cap(payload) <= 64<<10 {
+			*pb = payload[:0]
+		}
+		payloadPool.Put(pb)
+	}
+	if len(f.b) > limit {
+		n := len(f.b)
+		f.release()
+		return nil, fmt.Errorf("%w: %s encodes to %d bytes, over the limit of %d", ErrMessageTooLarge, name, n, limit)
+	}
+	return f, nil
+}
+
+// outbound is a session's write side: a queue of frames bounded by what they
+// cost in memory, one slot each for the next ping and pong (control frames
+// coalesce: a pong answers the latest ping, RFC 6455 §5.5.3), and the close
+// frame, which goes last. Nobody but the writer touches the socket: Send and
+// every other caller queue and return. The writer is a goroutine that runs
+// while there is something to write and exits when the queue is empty; a
+// dispatcher may flush its own session's response itself (flushOwn), since
+// it has nothing else to do for that session meanwhile.
+type outbound struct {
+	s *Session
+
+	mu      sync.Mutex
+	q       []*frame
+	spare   []*frame
+	cost    int
+	state   outState
+	writing bool
+	hard    bool // closed hard: keep the short deadline, write only the close frame
+
+	pong    [125]byte
+	pongN   int
+	pongSet bool
+	ping    [8]byte
+	pingSet bool
+
+	closeSet  bool
+	closeCode uint16
+	closeText string
+	kill      *time.Timer
+
+	wdeadline time.Time // owned by the writer
+}
+
+type outState uint8
+
+const (
+	outOpen    outState = iota
+	outClosing          // the close frame is queued: nothing new is taken
+	outDone             // nothing more is written
+)
+
+func (o *outbound) init(s *Session) { o.s = s }
+
+// push queues a data frame. It fails with the session's *CloseError when the
+// session is closing, and closes the session as a slow consumer when the
+// frame would take the queue over its limit.
+func (o *outbound) push(f *frame) error {
+	start, ok := o.enqueue(f)
+	if !ok {
+		return o.s.closedErr()
+	}
+	if start {
+		o.s.ep.spawn(o.flush)
+	}
+	return nil
+}
+
+// pushOwn queues a frame for the dispatcher that produced it and reports
+// whether that dispatcher must flush it (no writer is running).
+func (o *outbound) pushOwn(f *frame) (flush bool) {
+	start, _ := o.enqueue(f)
+	return start
+}
+
+// enqueue adds f to the queue and reports whether the caller must start the
+// writer. A frame that is refused (ok false) is released.
+func (o *outbound) enqueue(f *frame) (start, ok bool) {
+	c := f.cost()
+	max := o.s.ep.cfg.maxQueuedBytes
+	o.mu.Lock()
+	if o.state != outOpen {
+		o.mu.Unlock()
+		f.release()
+		return false, false
+	}
+	if o.cost > 0 && o.cost+c > max {
+		would := o.cost + c
+		o.mu.Unlock()
+		f.release()
+		o.s.ep.stats.slowConsumers.Add(1)
+		o.s.abort(&CloseError{Reason: CloseSlowConsumer, Code: closeCodeTryAgainLater, Text: "outbound queue full",
+			Err: fmt.Errorf("netmsg: %d bytes queued, limit %d", would, max)})
+		return false, false
+	}
+	o.q = append(o.q, f)
+	o.cost += c
+	start = !o.writing
+	o.writing = true
+	o.mu.Unlock()
+	return start, true
+}
+
+// control sets the ping or pong slot; a newer payload replaces an older one
+// not yet written, so a flood of pings costs one slot.
+func (o *outbound) control(op transport.Opcode, payload []byte) {
+	o.mu.Lock()
+	if o.state != outOpen {
+		o.mu.Unlock()
+		return
+	}
+	if op == transport.OpPong {
+		o.pongN = copy(o.pong[:], payload)
+		o.pongSet = true
+	} else {
+		copy(o.ping[:], payload)
+		o.pingSet = true
+	}
+	start := !o.writing
+	o.writing = true
+	o.mu.Unlock()
+	if start {
+		o.s.ep.spawn(o.flush)
+	}
+}
+
+// closeGracefully queues the close frame after everything queued and drops
+// the connection if the peer has not answered within DisconnectTimeout.
+func (o *outbound) closeGracefully(ce *CloseError) {
+	o.mu.Lock()
+	if o.state != outOpen {
+		o.mu.Unlock()
+		return
+	}
+	o.state = outClosing
+	o.setClose(ce)
+	o.kill = time.AfterFunc(o.s.ep.cfg.disconnectTimeout, o.s.conn.Kill)
+	start := !o.writing
+	o.writing = true
+	o.mu.Unlock()
+	if start {
+		o.s.ep.spawn(o.flush)
+	}
+}
+
+// closeHard drops what is queued and writes only the close frame, giving the
+// socket at most a second (or the write timeout, if shorter) to take it.
+func (o *outbound) closeHard(ce *CloseError) {
+	grace := min(time.Second, o.s.ep.cfg.writeTimeout)
+	o.mu.Lock()
+	if o.state != outOpen {
+		o.mu.Unlock()
+		return
+	}
+	o.state = outClosing
+	o.hard = true
+	o.dropQueued()
+	o.setClose(ce)
+	o.kill = time.AfterFunc(grace, o.s.conn.Kill)
+	// Unblocks a writer stuck on a peer that does not read.
+	o.s.conn.SetWriteDeadline(time.Now().Add(grace))
+	start := !o.writing
+	o.writing = true
+	o.mu.Unlock()
+	if start {
+		o.s.ep.spawn(o.flush)
+	}
+}
+
+func (o *outbound) setClose(ce *CloseError) {
+	o.closeSet = true
+	o.closeCode = ce.Code
+	o.closeText = closeText(ce.Text)
+}
+
+// drop writes nothing more and drops the connection at once.
+func (o *outbound) drop() {
+	o.stop()
+	o.s.conn.Kill()
+}
+
+// stop writes nothing more: the connection has ended (or the read loop
+// writes the last frame itself).
+func (o *outbound) stop() {
+	o.mu.Lock()
+	o.state = outDone
+	o.dropQueued()
+	o.mu.Unlock()
+}
+
+// hurry makes a graceful close that is still under way end within a second:
+// Shutdown's ctx has ended. The close frame may still go out meanwhile.
+func (o *outbound) hurry() {
+	grace := min(time.Second, o.s.ep.cfg.writeTimeout)
+	o.mu.Lock()
+	if o.kill != nil {
+		o.kill.Reset(grace)
+	}
+	o.mu.Unlock()
+	o.s.conn.SetWriteDeadline(time.Now().Add(grace))
+}
+
+// release runs once the connection has ended: what is still queued is
+// dropped (and counted).
+func (o *outbound) release() {
+	o.mu.Lock()
+	o.state = outDone
+	o.dropQueued()
+	if o.kill != nil {
+		o.kill.Stop()
+	}
+	o.mu.Unlock()
+}
+
+// dropQueued releases the queued frames, counting them; o.mu is held.
+func (o *outbound) dropQueued() {
+	if n := len(o.q); n > 0 {
+		o.s.ep.stats.droppedOutbound.Add(uint64(n))
+		o.s.ep.cfg.logger.Debug("netmsg: dropped queued frames of a closing session", "frames", n, "session", o.s.id)
+	}
+	for i, f := range o.q {
+		f.release()
+		o.q[i] = nil
+	}
+	o.q, o.cost = o.q[:0], 0
+	o.pongSet, o.pingSet = false, false
+}
+
+// flushOwn writes the queue on the calling dispatcher (see pushOwn).
+func (o *outbound) flushOwn() { o.flush() }
+
+// flush writes until there is nothing left. The caller has set o.writing.
+func (o *outbound) flush() {
+	var pong [125]byte
+	var ping [8]byte
+	for {
+		o.mu.Lock()
+		if o.state == outDone {
+			o.writing = false
+			o.mu.Unlock()
+			return
+		}
+		pongN, ponging, pinging := o.pongN, o.pongSet, o.pingSet
+		if ponging {
+			copy(pong[:], o.pong[:pongN])
+		}
+		if pinging {
+			ping = o.ping
+		}
+		o.pongSet, o.pingSet = false, false
+		batch := o.q
+		o.q, o.spare = o.spare, nil
+		closing := o.closeSet && len(batch) == 0 && !ponging && !pinging
+		code, text := o.closeCode, o.closeText
+		if closing {
+			o.closeSet = false
+			o.state = outDone
+		}
+		hard := o.hard
+		if len(batch) == 0 && !ponging && !pinging && !closing {
+			o.writing = false
+			o.spare = batch
+			o.mu.Unlock()
+			return
+		}
+		o.mu.Unlock()
+
+		if closing {
+			o.writeClose(code, text, hard)
+			o.mu.Lock()
+			o.writing = false
+			o.mu.Unlock()
+			return
+		}
+		var err error
+		if ponging && !hard {
+			err = o.write(transport.OpPong, pong[:pongN])
+		}
+		if pinging && err == nil && !hard {
+			err = o.write(transport.OpPing, ping[:])
+		}
+		n := 0
+		for i, f := range batch {
+			if err == nil && !hard {
+				err = o.write(transport.OpBinary, f.b)
+			}
+			n += f.cost()
+			f.release()
+			batch[i] = nil
+		}
+		o.mu.Lock()
+		o.cost -= n
+		if cap(batch) <= 256 {
+			o.spare = batch[:0]
+		}
+		if err != nil {
+			o.writing = false
+			o.mu.Unlock()
+			o.s.writeFailed(err)
+			return
+		}
+		o.mu.Unlock()
+	}
+}
+
+// write writes one frame with the write deadline, refreshed when an eighth of
+// it has passed, so a stuck peer is detected within 7/8 to 8/8 of
+// WriteTimeout.
+func (o *outbound) write(op transport.Opcode, b []byte) error {
+	wt := o.s.ep.cfg.writeTimeout
+	if now := time.Now(); now.Sub(o.wdeadline) > wt/8 {
+		o.s.conn.SetWriteDeadline(now.Add(wt))
+		o.wdeadline = now
+	}
+	return o.s.conn.Write(op, b)
+}
+
+// writeClose writes the close frame. A graceful close then half-closes the
+// socket and keeps reading until the peer answers (the kill timer bounds
+// that); a hard close closes the socket at once.
+func (o *outbound) writeClose(code uint16, text string, hard bool) {
+	if hard {
+		_ = o.s.conn.WriteClose(code, []byte(text))
+		o.s.conn.Kill()
+		return
+	}
+	o.s.conn.SetWriteDeadline(o.s.drainDeadline())
+	o.wdeadline = time.Time{}
+	if err := o.s.conn.WriteCloseFrame(code, []byte(text)); err != nil {
+		o.s.conn.Kill()
+	}
+}
+
+// queuedCost reports the bytes the queue holds, for tests.
+func (o *outbound) queuedCost() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.cost
+}
+
+// writeFailed closes a session whose socket write failed.
+func (s *Session) writeFailed(err error) {
+	if transport.IsTimeout(err) {
+		s.ep.stats.slowConsumers.Add(1)
+		s.abort(&CloseError{Reason: CloseSlowConsumer, Code: closeCodeTryAgainLater, Text: "write timed out", Err: err})
+		return
+	}
+	s.abort(&CloseError{Reason: CloseNetworkError, Code: closeCodeAbnormal, Err: err})
+}
