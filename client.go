@@ -137,6 +137,7 @@ func NewClient(rawURL string, opts ...ClientOption) *Client {
 	}
 	c.ep.init(&c.cfg.config)
 	c.ep.client = true
+	c.ep.detached = c.sessionEnded
 	c.ser = c.cfg.serializers[0]
 	c.url, _ = url.Parse(rawURL)
 	if c.cfg.reconnect != nil {
@@ -162,7 +163,7 @@ func (c *Client) State() ConnState {
 func (c *Client) Session() *Session {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state != StateConnected {
+	if c.state != StateConnected || c.sess == nil || c.sess.isClosing() {
 		return nil
 	}
 	return c.sess
@@ -360,6 +361,25 @@ func (c *Client) dial(ctx context.Context) (*Session, error) {
 	return s, nil
 }
 
+// sessionEnded runs on the session's read loop when its connection has
+// ended, before Done closes: by then the client no longer counts as
+// connected on it. Only bookkeeping; OnDisconnect runs on the supervisor.
+func (c *Client) sessionEnded(s *Session, ce *CloseError) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sess != s {
+		return
+	}
+	c.sess = nil
+	if c.state == StateConnected {
+		c.state = StateDisconnected
+		if c.backoff != nil && ce.ShouldReconnect() {
+			c.state = StateConnecting
+		}
+		c.ready = make(chan struct{})
+	}
+}
+
 // supervise watches the current session and, with WithReconnect, replaces it
 // when it ends. It is the only goroutine that moves the client out of
 // StateConnected, and it runs OnDisconnect and the reconnect callbacks, in
@@ -370,21 +390,11 @@ func (c *Client) supervise(s *Session) {
 		<-s.Done() // Close closes the session, so this ends then too
 		ce := s.Err()
 		reconnect := c.backoff != nil && ce.ShouldReconnect()
-		c.mu.Lock()
-		if c.sess == s {
-			c.sess = nil
-		}
-		if c.state == StateConnected {
-			c.state = StateDisconnected
-			if reconnect {
-				c.state = StateConnecting
-			}
-			c.ready = make(chan struct{})
-		}
 		if !reconnect {
+			c.mu.Lock()
 			c.running = false
+			c.mu.Unlock()
 		}
-		c.mu.Unlock()
 		c.disconnected(ce)
 		switch {
 		case c.ctx.Err() != nil:
@@ -511,8 +521,17 @@ func (c *Client) sessionFor(ctx context.Context, deadline time.Time) (*Session, 
 		waiting := c.backoff != nil && !c.cfg.failFast && (c.running || st == StateConnecting)
 		c.mu.Unlock()
 		switch {
-		case st == StateConnected && s != nil:
+		case st == StateConnected && s != nil && !s.isClosing():
 			return s, nil
+		case st == StateConnected && s != nil:
+			// Closing: the client stops counting as connected on it once
+			// its connection has ended.
+			select {
+			case <-s.Done():
+			case <-ctx.Done():
+				return nil, fmt.Errorf("%w: %w", ErrNotConnected, ctx.Err())
+			}
+			continue
 		case st == StateClosed:
 			return nil, ErrClosed
 		case ctx.Value(onConnectKey{}) == c:

@@ -27,6 +27,7 @@ type endpoint struct {
 	// work hands a session to a parked dispatcher worker; stopping, closed
 	// by stop, tells parked workers to exit at once.
 	work       chan *Session
+	flushes    chan *outbound
 	stopping   chan struct{}
 	stopOnce   sync.Once
 	workerIdle time.Duration // 0: workers exit as soon as they run out of work
@@ -61,6 +62,7 @@ func (ep *endpoint) handlerRegistry() *registry { return &ep.reg }
 func (ep *endpoint) init(cfg *config) {
 	ep.cfg = cfg
 	ep.work = make(chan *Session)
+	ep.flushes = make(chan *outbound)
 	ep.stopping = make(chan struct{})
 	ep.workerIdle = defaultWorkerIdle
 }
@@ -134,19 +136,19 @@ func (ep *endpoint) sessionClosed(s *Session, ce *CloseError) {
 func (ep *endpoint) waitGoroutines(timeout time.Duration, waiters *atomic.Int64) (settled bool, err error) {
 	waiters.Add(1)
 	defer waiters.Add(-1)
-	done := make(chan struct{})
-	go func() { ep.wg.Wait(); close(done) }()
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
-	const step = 10 * time.Millisecond
+	const step = 2 * time.Millisecond
 	tick := time.NewTicker(step)
 	defer tick.Stop()
-	grace := max(ep.cfg.disconnectTimeout/2, 10*step)
+	grace := max(ep.cfg.disconnectTimeout/2, 50*step)
 	var since time.Time
 	for {
-		select {
-		case <-done:
+		if ep.goroutines.Load() == 0 {
+			ep.wg.Wait() // each is past its last statement
 			return false, nil
+		}
+		select {
 		case <-deadline.C:
 			return false, fmt.Errorf("netmsg: goroutines still running %v after the close: %s", timeout, ep.running())
 		case now := <-tick.C:
@@ -199,11 +201,9 @@ func (ws *workerSet) busy() []string {
 	defer ws.mu.Unlock()
 	var names []string
 	for w := range ws.m {
-		w.cur.Lock()
-		if w.typ != "" {
-			names = append(names, w.typ+" handler (session "+w.sid+")")
+		if e, s := w.e.Load(), w.s.Load(); e != nil && s != nil {
+			names = append(names, e.name+" handler (session "+s.id+")")
 		}
-		w.cur.Unlock()
 	}
 	sort.Strings(names)
 	return names

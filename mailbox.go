@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/netmsg/netmsg/internal/transport"
@@ -133,6 +134,7 @@ func (m *mailbox) push(in *inbound) {
 
 // dropLate drops an envelope that arrived after the close began, counted.
 func (m *mailbox) dropLate(in *inbound) {
+	m.finish(in) // a request admitted just before the close began
 	m.s.ep.stats.droppedInbound.Add(1)
 	m.s.ep.cfg.logger.Debug("netmsg: dropped an envelope that arrived after the session began to close",
 		"type", string(in.env.Type), "session", m.s.id)
@@ -392,18 +394,16 @@ func (ep *endpoint) runDispatch(s *Session) {
 	}
 }
 
-// worker is a dispatcher goroutine; cur names the handler it runs, for
-// Close's report of what is still running.
+// worker is a dispatcher goroutine; cur names the handler it runs and its
+// session, for Close's report of what is still running.
 type worker struct {
-	cur sync.Mutex
-	typ string
-	sid string
+	e atomic.Pointer[entry]
+	s atomic.Pointer[Session]
 }
 
-func (w *worker) set(typ, sid string) {
-	w.cur.Lock()
-	w.typ, w.sid = typ, sid
-	w.cur.Unlock()
+func (w *worker) set(e *entry, s *Session) {
+	w.s.Store(s)
+	w.e.Store(e)
 }
 
 // defaultWorkerIdle is how long a dispatcher goroutine that has run out of work
@@ -472,11 +472,11 @@ func (s *Session) handle(w *worker, in *inbound) {
 		s.ep.unhandled(s, string(in.env.Type))
 		return
 	}
-	w.set(e.name, s.id)
+	w.set(e, s)
 	s.ep.inUser.Add(1)
 	defer func() {
 		s.ep.inUser.Add(-1)
-		w.set("", "")
+		w.set(nil, nil)
 		if r := recover(); r != nil {
 			s.ep.cfg.logger.Error("netmsg: message handler panicked", "type", e.name, "session", s.id, "panic", r, "stack", string(debug.Stack()))
 			s.ep.reportError(s, fmt.Errorf("netmsg: %s handler panicked: %v", e.name, r))
@@ -506,9 +506,9 @@ func (s *Session) handleRequest(w *worker, in *inbound) {
 		}
 		return
 	}
-	w.set(e.name, s.id)
+	w.set(e, s)
 	resp, err := s.invoke(e, in)
-	w.set("", "")
+	w.set(nil, nil)
 	if !s.mbox.finish(in) {
 		return // the caller cancelled; nobody waits for the answer
 	}

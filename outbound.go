@@ -113,7 +113,11 @@ type outbound struct {
 	closeText string
 	kill      *time.Timer
 
-	wdeadline time.Time // owned by the writer
+	// Owned by the writer.
+	wdeadline time.Time
+	wpong     [125]byte
+	wping     [8]byte
+	wbatch    []transport.Frame
 }
 
 type outState uint8
@@ -135,7 +139,7 @@ func (o *outbound) push(f *frame) error {
 		return o.s.closedErr()
 	}
 	if start {
-		o.s.ep.spawn(o.flush)
+		o.s.ep.startWriter(o)
 	}
 	return nil
 }
@@ -194,7 +198,7 @@ func (o *outbound) control(op transport.Opcode, payload []byte) {
 	o.writing = true
 	o.mu.Unlock()
 	if start {
-		o.s.ep.spawn(o.flush)
+		o.s.ep.startWriter(o)
 	}
 }
 
@@ -213,7 +217,7 @@ func (o *outbound) closeGracefully(ce *CloseError) {
 	o.writing = true
 	o.mu.Unlock()
 	if start {
-		o.s.ep.spawn(o.flush)
+		o.s.ep.startWriter(o)
 	}
 }
 
@@ -237,7 +241,7 @@ func (o *outbound) closeHard(ce *CloseError) {
 	o.writing = true
 	o.mu.Unlock()
 	if start {
-		o.s.ep.spawn(o.flush)
+		o.s.ep.startWriter(o)
 	}
 }
 
@@ -300,13 +304,49 @@ func (o *outbound) dropQueued() {
 	o.pongSet, o.pingSet = false, false
 }
 
+// startWriter hands o to a parked writer goroutine, or starts one.
+func (ep *endpoint) startWriter(o *outbound) {
+	select {
+	case ep.flushes <- o:
+	default:
+		ep.spawn(func() { ep.writer(o) })
+	}
+}
+
+// writer flushes o, then parks for up to ep.workerIdle waiting for another
+// session's queue, until the endpoint stops. A writer blocked on one stuck
+// peer holds up no other session: the next one finds no parked writer and
+// starts its own.
+func (ep *endpoint) writer(o *outbound) {
+	var idle *time.Timer
+	for {
+		o.flush()
+		if ep.workerIdle <= 0 {
+			return
+		}
+		if idle == nil {
+			idle = time.NewTimer(ep.workerIdle)
+		} else {
+			idle.Reset(ep.workerIdle)
+		}
+		select {
+		case o = <-ep.flushes:
+			idle.Stop()
+		case <-idle.C:
+			return
+		case <-ep.stopping:
+			idle.Stop()
+			return
+		}
+	}
+}
+
 // flushOwn writes the queue on the calling dispatcher (see pushOwn).
 func (o *outbound) flushOwn() { o.flush() }
 
 // flush writes until there is nothing left. The caller has set o.writing.
 func (o *outbound) flush() {
-	var pong [125]byte
-	var ping [8]byte
+	pong, ping := &o.wpong, &o.wping
 	for {
 		o.mu.Lock()
 		if o.state == outDone {
@@ -319,7 +359,7 @@ func (o *outbound) flush() {
 			copy(pong[:], o.pong[:pongN])
 		}
 		if pinging {
-			ping = o.ping
+			*ping = o.ping
 		}
 		o.pongSet, o.pingSet = false, false
 		batch := o.q
@@ -347,17 +387,25 @@ func (o *outbound) flush() {
 			return
 		}
 		var err error
-		if ponging && !hard {
-			err = o.write(transport.OpPong, pong[:pongN])
-		}
-		if pinging && err == nil && !hard {
-			err = o.write(transport.OpPing, ping[:])
+		if !hard {
+			fs := o.wbatch[:0]
+			if ponging {
+				fs = append(fs, transport.Frame{Op: transport.OpPong, B: pong[:pongN]})
+			}
+			if pinging {
+				fs = append(fs, transport.Frame{Op: transport.OpPing, B: ping[:]})
+			}
+			for _, f := range batch {
+				fs = append(fs, transport.Frame{Op: transport.OpBinary, B: f.b})
+			}
+			err = o.write(fs)
+			clear(fs)
+			if cap(fs) <= 256 {
+				o.wbatch = fs[:0]
+			}
 		}
 		n := 0
 		for i, f := range batch {
-			if err == nil && !hard {
-				err = o.write(transport.OpBinary, f.b)
-			}
 			n += f.cost()
 			f.release()
 			batch[i] = nil
@@ -377,16 +425,16 @@ func (o *outbound) flush() {
 	}
 }
 
-// write writes one frame with the write deadline, refreshed when an eighth of
-// it has passed, so a stuck peer is detected within 7/8 to 8/8 of
+// write writes a batch of frames with the write deadline, refreshed when an
+// eighth of it has passed, so a stuck peer is detected within 7/8 to 8/8 of
 // WriteTimeout.
-func (o *outbound) write(op transport.Opcode, b []byte) error {
+func (o *outbound) write(fs []transport.Frame) error {
 	wt := o.s.ep.cfg.writeTimeout
 	if now := time.Now(); now.Sub(o.wdeadline) > wt/8 {
 		o.s.conn.SetWriteDeadline(now.Add(wt))
 		o.wdeadline = now
 	}
-	return o.s.conn.Write(op, b)
+	return o.s.conn.WriteFrames(fs)
 }
 
 // writeClose writes the close frame. A graceful close then half-closes the

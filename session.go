@@ -228,9 +228,8 @@ func (s *Session) closeWith(ce *CloseError, mode closeMode) {
 	}
 	s.began.Store(time.Now().UnixNano())
 	close(s.closing)
-	s.cancel(ce)
-	s.calls.fail(ce)
-	s.mbox.closeBegan()
+	// The outbound queue refuses new frames first, so that nothing a
+	// cancelled handler answers can slip out before the close frame.
 	switch mode {
 	case closeGraceful:
 		s.out.closeGracefully(ce)
@@ -241,6 +240,9 @@ func (s *Session) closeWith(ce *CloseError, mode closeMode) {
 	case closeEnded:
 		s.out.stop()
 	}
+	s.mbox.closeBegan()
+	s.calls.fail(ce)
+	s.cancel(ce)
 }
 
 // abort closes the session at once for a reason of this side's (slow

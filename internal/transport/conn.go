@@ -47,9 +47,16 @@ type Events interface {
 
 // Conn is one WebSocket connection.
 type Conn struct {
-	gc *gws.Conn
-	nc *netConn
-	ev Events
+	gc       *gws.Conn
+	nc       *netConn
+	ev       Events
+	server   bool
+	compress bool
+
+	// WriteFrames's scratch space, owned by the one writer.
+	hdr     []byte
+	bufs    [][]byte
+	scratch []byte
 }
 
 // slot is the gws session storage of a connection; it points back to the

@@ -28,13 +28,16 @@ type Options struct {
 }
 
 // Upgrader turns HTTP requests into connections.
-type Upgrader struct{ u *gws.Upgrader }
+type Upgrader struct {
+	u        *gws.Upgrader
+	compress bool
+}
 
 // NewUpgrader returns an upgrader that accepts the given subprotocols (gws
 // picks the first of them, in this order, that the client offers on the
 // first Sec-WebSocket-Protocol header line).
 func NewUpgrader(o Options, subprotocols []string, handshakeTimeout time.Duration) *Upgrader {
-	return &Upgrader{gws.NewUpgrader(handler{}, &gws.ServerOption{
+	return &Upgrader{compress: o.Compression, u: gws.NewUpgrader(handler{}, &gws.ServerOption{
 		ReadMaxPayloadSize:  o.MaxMessageSize,
 		WriteMaxPayloadSize: o.MaxMessageSize + 64,
 		PermessageDeflate:   gws.PermessageDeflate{Enabled: o.Compression},
@@ -73,7 +76,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, sessionID str
 	if err != nil {
 		return nil, err
 	}
-	conn := &Conn{gc: gc, nc: nc}
+	conn := &Conn{gc: gc, nc: nc, server: true, compress: u.compress}
 	gc.Session().(*slot).c = conn
 	return conn, nil
 }
@@ -170,7 +173,7 @@ func Dial(ctx context.Context, o DialOptions) (*Conn, string, error) {
 		}
 		return nil, "", fmt.Errorf("netmsg: handshake with %s: %w", o.RawURL, err)
 	}
-	conn := &Conn{gc: gc, nc: nc}
+	conn := &Conn{gc: gc, nc: nc, compress: o.Compression}
 	sl.c = conn
 	return conn, resp.Header.Get(SessionHeader), nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -40,6 +41,11 @@ type netConn struct {
 	inject []byte // header lines for the handshake response, written once
 
 	closeSent atomic.Bool // a close frame of this side's own went out
+
+	// wmu serializes whole frames: gws's writes (close frames, and every
+	// frame with compression on) come through Write, the library's own
+	// batches through Conn.WriteFrames.
+	wmu sync.Mutex
 }
 
 func newNetConn(c net.Conn, ahead []byte) *netConn {
@@ -68,6 +74,8 @@ func (c *netConn) Read(p []byte) (int, error) {
 func (c *netConn) frameDone() { c.frameStart.Store(0) }
 
 func (c *netConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	if c.inject != nil {
 		if i := bytes.Index(p, []byte("\r\n\r\n")); i >= 0 {
 			resp := make([]byte, 0, len(p)+len(c.inject))

@@ -1,0 +1,111 @@
+package transport
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"net"
+)
+
+// Frame is one frame to write.
+type Frame struct {
+	Op Opcode
+	B  []byte
+}
+
+// maxHeader is the longest frame header: 2 bytes, 8 of length, 4 of mask.
+const maxHeader = 14
+
+// WriteFrames writes frames in order. Without compression the library frames
+// them itself and writes them all with one vectored write (one system call
+// for everything the session had queued); with compression gws writes each,
+// since it keeps the deflate state. A client's frames are masked in place:
+// their buffers must belong to this write alone. Only one goroutine may call
+// it at a time (the session's writer).
+func (c *Conn) WriteFrames(fs []Frame) error {
+	if c.compress {
+		for _, f := range fs {
+			if err := c.gc.WriteMessage(f.Op, f.B); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if cap(c.hdr) < maxHeader*len(fs) {
+		c.hdr = make([]byte, maxHeader*len(fs))
+	}
+	hdr := c.hdr[:maxHeader*len(fs)]
+	bufs := c.bufs[:0]
+	size := 0
+	for i, f := range fs {
+		h := hdr[i*maxHeader : i*maxHeader+maxHeader]
+		n := header(h, f.Op, len(f.B), !c.server)
+		if !c.server {
+			mask(f.B, h[n-4:n])
+		}
+		bufs = append(bufs, h[:n], f.B)
+		size += n + len(f.B)
+	}
+	c.bufs = bufs[:0]
+	c.nc.wmu.Lock()
+	defer c.nc.wmu.Unlock()
+	if _, ok := c.nc.Conn.(*net.TCPConn); ok {
+		nb := net.Buffers(bufs)
+		_, err := nb.WriteTo(c.nc.Conn) // writev
+		clear(bufs)
+		return err
+	}
+	// TLS and other wrappers write each buffer on its own: copy into one.
+	if cap(c.scratch) < size {
+		c.scratch = make([]byte, 0, size)
+	}
+	out := c.scratch[:0]
+	for _, b := range bufs {
+		out = append(out, b...)
+	}
+	clear(bufs)
+	_, err := c.nc.Conn.Write(out)
+	if cap(c.scratch) > 256<<10 {
+		c.scratch = nil
+	}
+	return err
+}
+
+// header writes a final, uncompressed frame header for a payload of n bytes
+// into h and returns its length; masked adds a random masking key (a client's
+// frames are masked, RFC 6455 §5.3).
+func header(h []byte, op Opcode, n int, masked bool) int {
+	h[0] = 0x80 | byte(op)
+	var l int
+	switch {
+	case n < 126:
+		h[1] = byte(n)
+		l = 2
+	case n <= 0xffff:
+		h[1] = 126
+		binary.BigEndian.PutUint16(h[2:4], uint16(n))
+		l = 4
+	default:
+		h[1] = 127
+		binary.BigEndian.PutUint64(h[2:10], uint64(n))
+		l = 10
+	}
+	if masked {
+		h[1] |= 0x80
+		binary.LittleEndian.PutUint32(h[l:l+4], rand.Uint32())
+		l += 4
+	}
+	return l
+}
+
+// mask XORs b with the masking key, in place.
+func mask(b []byte, key []byte) {
+	k := binary.LittleEndian.Uint32(key)
+	k64 := uint64(k) | uint64(k)<<32
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], binary.LittleEndian.Uint64(b[i:])^k64)
+	}
+	for ; i < len(b); i++ {
+		b[i] ^= key[i%4]
+	}
+}
