@@ -243,8 +243,8 @@ func (d *demo) reconnect(ctx context.Context) error {
 	case <-time.After(6 * time.Second):
 		return errors.New("the request made during the outage did not return")
 	}
-	if st := d.cli.State(); st != netmsg.Connected {
-		return fmt.Errorf("client state %s, want %s", st, netmsg.Connected)
+	if st := d.cli.State(); st != netmsg.StateConnected {
+		return fmt.Errorf("client state %s, want %s", st, netmsg.StateConnected)
 	}
 	return nil
 }
