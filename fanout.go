@@ -3,7 +3,9 @@ package netmsg
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
+	"time"
 
 	"github.com/netmsg/netmsg/internal/wire"
 	"github.com/netmsg/netmsg/serializer"
@@ -139,7 +141,10 @@ func (m *fanMsg) finish() error {
 	return errors.Join(errs...)
 }
 
-var sessionListPool = sync.Pool{New: func() any { return new([]*Session) }}
+var (
+	sessionListPool  = sync.Pool{New: func() any { return new([]*Session) }}
+	outboundListPool = sync.Pool{New: func() any { return new([]*outbound) }}
+)
 
 // fanOut delivers m to this server's sessions in t, except those in except,
 // and returns how many sessions it was queued for and the encoding errors.
@@ -150,7 +155,9 @@ var sessionListPool = sync.Pool{New: func() any { return new([]*Session) }}
 //
 // The members are copied under the group lock into a pooled slice and the
 // lock is released before anything is queued: queueing takes each session's
-// outbound lock, and may close a slow member.
+// outbound lock, and may close a slow member. Sessions that need a writer
+// are handed to the endpoint's fan-out writers together (fanAdd), not each
+// to a goroutine of its own.
 func (srv *Server) fanOut(t fanTarget, m *fanMsg, except exceptSet) (int, error) {
 	lp := sessionListPool.Get().(*[]*Session)
 	list := (*lp)[:0]
@@ -163,6 +170,8 @@ func (srv *Server) fanOut(t fanTarget, m *fanMsg, except exceptSet) (int, error)
 	} else {
 		list = srv.groups.snapshot(t.group, list)
 	}
+	sp := outboundListPool.Get().(*[]*outbound)
+	starts := (*sp)[:0]
 	sent := 0
 	for _, s := range list {
 		if except.has(s) {
@@ -173,14 +182,161 @@ func (srv *Server) fanOut(t fanTarget, m *fanMsg, except exceptSet) (int, error)
 			continue
 		}
 		f.refs.Add(1)
-		if s.out.push(f) == nil {
-			sent++
+		start, ok := s.out.enqueue(f)
+		if !ok {
+			continue
+		}
+		sent++
+		if start {
+			starts = append(starts, &s.out)
 		}
 	}
+	srv.ep.fanAdd(starts)
 	clear(list)
+	clear(starts)
 	if cap(list) <= 1<<16 {
 		*lp = list[:0]
 		sessionListPool.Put(lp)
+		*sp = starts[:0]
+		outboundListPool.Put(sp)
 	}
 	return sent, m.finish()
+}
+
+// ---- writers for fan-out ----
+
+// fanQueue hands the sessions a broadcast has queued frames for to the
+// endpoint's writers. A broadcast to ten thousand sessions must not start ten
+// thousand writers (each a goroutine and its stack): the sessions whose
+// queue had no writer wait here in order, and a few writers take them one at
+// a time, each flushing one session's queue and taking the next.
+//
+// A writer can block on one member's socket (a peer that does not read) for
+// up to the write timeout. The others carry on; and if every writer serving
+// the queue is blocked, the watchdog sees no flush completed for
+// fanStallCheck while sessions wait and brings in as many writers again, so
+// a stuck member delays the others by that long at most, once.
+type fanQueue struct {
+	mu       sync.Mutex
+	q        []*outbound
+	head     int
+	writers  int    // writers woken or started for the queue, not yet done with it
+	flushes  uint64 // sessions flushed, for the watchdog
+	seen     uint64 // flushes at the watchdog's last look
+	watch    *time.Timer
+	watching bool
+	stopped  bool
+}
+
+const (
+	// fanPerWriter is how many waiting sessions justify one more writer.
+	fanPerWriter = 64
+	// fanStallCheck is how long the queue may go without a completed flush
+	// before the watchdog adds writers.
+	fanStallCheck = 5 * time.Millisecond
+)
+
+// fanWriters is how many writers serve the queue at most, unless the
+// watchdog adds more: the work is system calls, so a few per core.
+var fanWriters = max(2, 2*runtime.GOMAXPROCS(0))
+
+// add queues the sessions in os, each of which has a frame queued and no
+// writer (the caller set its writing flag), and wakes or starts writers for
+// them.
+func (ep *endpoint) fanAdd(os []*outbound) {
+	if len(os) == 0 {
+		return
+	}
+	fq := &ep.fan
+	fq.mu.Lock()
+	fq.q = append(fq.q, os...)
+	want := min(fanWriters, (len(fq.q)-fq.head+fanPerWriter-1)/fanPerWriter)
+	more := max(0, want-fq.writers)
+	fq.writers += more
+	if !fq.watching && !fq.stopped {
+		fq.watching = true
+		fq.seen = fq.flushes
+		if fq.watch == nil {
+			fq.watch = time.AfterFunc(fanStallCheck, ep.fanWatch)
+		} else {
+			fq.watch.Reset(fanStallCheck)
+		}
+	}
+	fq.mu.Unlock()
+	ep.fanStart(more)
+}
+
+// fanStart wakes n parked writers for the queue, or starts them.
+func (ep *endpoint) fanStart(n int) {
+	for range n {
+		select {
+		case ep.fanWake <- struct{}{}:
+		default:
+			ep.spawn(ep.fanWriter)
+		}
+	}
+}
+
+// fanWriter is a writer started for the queue.
+func (ep *endpoint) fanWriter() { ep.writer(nil) }
+
+// fanServe flushes the sessions waiting in the queue until it is empty. The
+// calling writer was counted in fq.writers by whoever woke or started it.
+func (ep *endpoint) fanServe() {
+	fq := &ep.fan
+	fq.mu.Lock()
+	for fq.head < len(fq.q) {
+		o := fq.q[fq.head]
+		fq.q[fq.head] = nil
+		fq.head++
+		fq.mu.Unlock()
+		o.flush()
+		fq.mu.Lock()
+		fq.flushes++
+	}
+	fq.writers--
+	if fq.writers == 0 {
+		// Everything is taken: reuse the slice, unless a burst made it big.
+		if cap(fq.q) > 1<<14 {
+			fq.q = nil
+		} else {
+			fq.q = fq.q[:0]
+		}
+		fq.head = 0
+	}
+	fq.mu.Unlock()
+}
+
+// fanWatch runs every fanStallCheck while sessions wait in the queue. When
+// no flush has completed since its last look, every writer serving the queue
+// is blocked on a socket: it brings in as many writers again.
+func (ep *endpoint) fanWatch() {
+	fq := &ep.fan
+	fq.mu.Lock()
+	if fq.head == len(fq.q) || fq.stopped {
+		fq.watching = false
+		fq.mu.Unlock()
+		return
+	}
+	more := 0
+	if fq.flushes == fq.seen {
+		more = max(1, fq.writers)
+		fq.writers += more
+	}
+	fq.seen = fq.flushes
+	fq.watch.Reset(fanStallCheck)
+	fq.mu.Unlock()
+	ep.fanStart(more)
+}
+
+// fanStop stops the watchdog; the endpoint is stopping.
+func (ep *endpoint) fanStop() {
+	fq := &ep.fan
+	fq.mu.Lock()
+	fq.stopped = true
+	if fq.watch != nil {
+		fq.watch.Stop()
+	}
+	fq.watching = false
+	fq.mu.Unlock()
 }

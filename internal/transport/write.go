@@ -49,8 +49,11 @@ func (c *Conn) WriteFrames(fs []Frame) error {
 	c.nc.wmu.Lock()
 	defer c.nc.wmu.Unlock()
 	if _, ok := c.nc.Conn.(*net.TCPConn); ok {
-		nb := net.Buffers(bufs)
-		_, err := nb.WriteTo(c.nc.Conn) // writev
+		// A field, not a local: a local net.Buffers escapes through
+		// WriteTo, one allocation per write.
+		c.nb = bufs
+		_, err := c.nb.WriteTo(c.nc.Conn) // writev; consumes c.nb
+		c.nb = nil
 		clear(bufs)
 		return err
 	}

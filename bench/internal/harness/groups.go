@@ -98,14 +98,15 @@ type GroupsResult struct {
 // RunGroups connects n clients in the child, puts them in g groups, and
 // then reps times broadcasts one message of size bytes to every group (g
 // calls, n deliveries), timing each round until every client has its copy.
-func RunGroups(c *Child, kind string, n, g, size, reps int) (*GroupsResult, error) {
+// With raw, netmsg's clients are gws clients that count frames (RawClient).
+func RunGroups(c *Child, kind string, n, g, size, reps int, raw bool) (*GroupsResult, error) {
 	s, err := startGroupServer(kind, size)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
 	defer func() { _, _ = c.Do("close", 5*time.Minute) }()
-	if _, err := c.Do(fmt.Sprintf("dial %s %s %d", kind, s.addr, n), 5*time.Minute); err != nil {
+	if _, err := c.Do(fmt.Sprintf("dial %s %s %d", childKind(kind, raw), s.addr, n), 5*time.Minute); err != nil {
 		return nil, err
 	}
 	deadline := time.Now().Add(time.Minute)
