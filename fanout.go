@@ -211,36 +211,46 @@ func (srv *Server) fanOut(t fanTarget, m *fanMsg, except exceptSet) (int, error)
 // queue had no writer wait here in order, and a few writers take them one at
 // a time, each flushing one session's queue and taking the next.
 //
-// A writer can block on one member's socket (a peer that does not read) for
-// up to the write timeout. The others carry on; and if every writer serving
-// the queue is blocked, the watchdog sees no flush completed for
-// fanStallCheck while sessions wait and brings in as many writers again, so
-// a stuck member delays the others by that long at most, once.
+// A writer can block in one member's flush (a peer that does not read) for
+// up to the write timeout. A watchdog runs while sessions wait or writers
+// flush: a writer whose flush has lasted fanStallCheck counts as stuck, and
+// writers are brought in for the waiting sessions as if it were not there.
+// A stuck member so delays the others by fanStallCheck at most, once.
 type fanQueue struct {
-	mu       sync.Mutex
-	q        []*outbound
-	head     int
-	writers  int    // writers woken or started for the queue, not yet done with it
-	flushes  uint64 // sessions flushed, for the watchdog
-	seen     uint64 // flushes at the watchdog's last look
+	mu      sync.Mutex
+	q       []*outbound
+	head    int
+	writers int           // writers woken or started for the queue, not yet done with it
+	stuck   int           // of those, how many are stuck in one flush
+	active  []*fanWriting // writers of the queue now in a flush
+
 	watch    *time.Timer
 	watching bool
 	stopped  bool
 }
 
+// fanWriting is a writer's flush in progress, for the watchdog; guarded by
+// fanQueue.mu. Each writer goroutine has one, made when it first serves the
+// queue.
+type fanWriting struct {
+	since time.Time
+	at    int // index in fanQueue.active
+	stuck bool
+}
+
 const (
 	// fanPerWriter is how many waiting sessions justify one more writer.
 	fanPerWriter = 64
-	// fanStallCheck is how long the queue may go without a completed flush
-	// before the watchdog adds writers.
+	// fanStallCheck is how long one flush may last before its writer counts
+	// as stuck.
 	fanStallCheck = 5 * time.Millisecond
 )
 
-// fanWriters is how many writers serve the queue at most, unless the
-// watchdog adds more: the work is system calls, so a few per core.
+// fanWriters is how many writers serve the queue at most, not counting stuck
+// ones: the work is system calls, so a few per core.
 var fanWriters = max(2, 2*runtime.GOMAXPROCS(0))
 
-// add queues the sessions in os, each of which has a frame queued and no
+// fanAdd queues the sessions in os, each of which has a frame queued and no
 // writer (the caller set its writing flag), and wakes or starts writers for
 // them.
 func (ep *endpoint) fanAdd(os []*outbound) {
@@ -250,20 +260,34 @@ func (ep *endpoint) fanAdd(os []*outbound) {
 	fq := &ep.fan
 	fq.mu.Lock()
 	fq.q = append(fq.q, os...)
-	want := min(fanWriters, (len(fq.q)-fq.head+fanPerWriter-1)/fanPerWriter)
-	more := max(0, want-fq.writers)
-	fq.writers += more
-	if !fq.watching && !fq.stopped {
-		fq.watching = true
-		fq.seen = fq.flushes
-		if fq.watch == nil {
-			fq.watch = time.AfterFunc(fanStallCheck, ep.fanWatch)
-		} else {
-			fq.watch.Reset(fanStallCheck)
-		}
-	}
+	more := fq.topUp()
+	fq.armWatch(ep)
 	fq.mu.Unlock()
 	ep.fanStart(more)
+}
+
+// topUp counts the writers the waiting sessions need beyond those serving
+// the queue and not stuck, and returns how many to wake or start; fq.mu is
+// held.
+func (fq *fanQueue) topUp() int {
+	pending := len(fq.q) - fq.head
+	want := min(fanWriters, (pending+fanPerWriter-1)/fanPerWriter)
+	more := max(0, want-(fq.writers-fq.stuck))
+	fq.writers += more
+	return more
+}
+
+// armWatch starts the watchdog if it is not running; fq.mu is held.
+func (fq *fanQueue) armWatch(ep *endpoint) {
+	if fq.watching || fq.stopped {
+		return
+	}
+	fq.watching = true
+	if fq.watch == nil {
+		fq.watch = time.AfterFunc(fanStallCheck, ep.fanWatch)
+	} else {
+		fq.watch.Reset(fanStallCheck)
+	}
 }
 
 // fanStart wakes n parked writers for the queue, or starts them.
@@ -281,18 +305,33 @@ func (ep *endpoint) fanStart(n int) {
 func (ep *endpoint) fanWriter() { ep.writer(nil) }
 
 // fanServe flushes the sessions waiting in the queue until it is empty. The
-// calling writer was counted in fq.writers by whoever woke or started it.
-func (ep *endpoint) fanServe() {
+// calling writer was counted in fq.writers by whoever woke or started it; w
+// is its flush record.
+func (ep *endpoint) fanServe(w *fanWriting) {
 	fq := &ep.fan
 	fq.mu.Lock()
 	for fq.head < len(fq.q) {
 		o := fq.q[fq.head]
 		fq.q[fq.head] = nil
 		fq.head++
+		w.since = time.Now()
+		w.at = len(fq.active)
+		fq.active = append(fq.active, w)
 		fq.mu.Unlock()
+
 		o.flush()
+
 		fq.mu.Lock()
-		fq.flushes++
+		last := len(fq.active) - 1
+		moved := fq.active[last]
+		fq.active[w.at] = moved
+		moved.at = w.at
+		fq.active[last] = nil
+		fq.active = fq.active[:last]
+		if w.stuck {
+			w.stuck = false
+			fq.stuck--
+		}
 	}
 	fq.writers--
 	if fq.writers == 0 {
@@ -307,24 +346,31 @@ func (ep *endpoint) fanServe() {
 	fq.mu.Unlock()
 }
 
-// fanWatch runs every fanStallCheck while sessions wait in the queue. When
-// no flush has completed since its last look, every writer serving the queue
-// is blocked on a socket: it brings in as many writers again.
+// fanWatch runs every fanStallCheck while sessions wait in the queue or a
+// writer of the queue is in a flush that is not yet known to be stuck. It
+// marks the writers whose flush has lasted fanStallCheck as stuck and brings
+// in writers for the waiting sessions in their place.
 func (ep *endpoint) fanWatch() {
 	fq := &ep.fan
 	fq.mu.Lock()
-	if fq.head == len(fq.q) || fq.stopped {
+	now := time.Now()
+	unknown := false
+	for _, w := range fq.active {
+		if !w.stuck {
+			if now.Sub(w.since) >= fanStallCheck {
+				w.stuck = true
+				fq.stuck++
+			} else {
+				unknown = true
+			}
+		}
+	}
+	more := fq.topUp()
+	if fq.stopped || (fq.head == len(fq.q) && !unknown) {
 		fq.watching = false
-		fq.mu.Unlock()
-		return
+	} else {
+		fq.watch.Reset(fanStallCheck)
 	}
-	more := 0
-	if fq.flushes == fq.seen {
-		more = max(1, fq.writers)
-		fq.writers += more
-	}
-	fq.seen = fq.flushes
-	fq.watch.Reset(fanStallCheck)
 	fq.mu.Unlock()
 	ep.fanStart(more)
 }

@@ -320,11 +320,15 @@ func (ep *endpoint) startWriter(o *outbound) {
 // starts its own.
 func (ep *endpoint) writer(o *outbound) {
 	var idle *time.Timer
+	var fw *fanWriting
 	for {
 		if o != nil {
 			o.flush()
 		} else {
-			ep.fanServe()
+			if fw == nil {
+				fw = new(fanWriting)
+			}
+			ep.fanServe(fw)
 		}
 		if ep.workerIdle <= 0 {
 			return
