@@ -15,7 +15,8 @@ import (
 type endpoint struct {
 	cfg    *config
 	reg    registry
-	client bool // this end is a Client: its peers are servers
+	client bool          // this end is a Client: its peers are servers
+	ix     *interception // nil without interceptors
 
 	// wg counts every goroutine started for sessions: read loops, writers,
 	// dispatcher workers and callback runners. goroutines counts the same
@@ -61,6 +62,7 @@ func (ep *endpoint) handlerRegistry() *registry { return &ep.reg }
 // init makes the endpoint's channels; NewServer and NewClient call it.
 func (ep *endpoint) init(cfg *config) {
 	ep.cfg = cfg
+	ep.ix = newInterception(cfg.interceptors)
 	ep.work = make(chan *Session)
 	ep.flushes = make(chan *outbound)
 	ep.stopping = make(chan struct{})
@@ -120,6 +122,7 @@ func (ep *endpoint) detach(s *Session, ce *CloseError) {
 // sessionClosed runs once a closed session's drain is over.
 func (ep *endpoint) sessionClosed(s *Session, ce *CloseError) {
 	s.ext.Store(nil)
+	ep.observeClose(s, ce)
 	if ep.closed != nil {
 		ep.closed(s, ce)
 	}

@@ -144,6 +144,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	srv.sessions[id] = s
 	closing := srv.closing
 	srv.mu.Unlock()
+	srv.ep.observeOpen(s)
 	if open := srv.cfg.onSessionOpen; open != nil && !closing {
 		// OnSessionOpen runs before any message or request is handled, but
 		// with the session reading, so that it can itself call the client:
@@ -302,6 +303,14 @@ func (srv *Server) Broadcast(ctx context.Context, msg any) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if srv.ep.ix != nil {
+		return srv.ep.broadcastIntercepted(ctx, msg, srv.broadcast)
+	}
+	return srv.broadcast(ctx, msg)
+}
+
+// broadcast is Broadcast past its interceptors.
+func (srv *Server) broadcast(ctx context.Context, msg any) error {
 	name := TypeName(msg)
 	bySer := make(map[string][]*Session)
 	for s := range srv.Sessions() {
