@@ -28,8 +28,9 @@ const (
 	// OutboundRequest is SendRequest on a session or a client. The result
 	// is the peer's decoded response.
 	OutboundRequest
-	// OutboundBroadcast is Server.Broadcast: one call for all sessions, with
-	// Call.Session nil. The result is nil.
+	// OutboundBroadcast is Server.Broadcast or Group.Broadcast: one call for
+	// all the sessions it reaches, with Call.Session nil and Call.Group the
+	// group's name. The result is nil.
 	OutboundBroadcast
 )
 
@@ -65,6 +66,8 @@ type Call struct {
 	// Session is the session the call arrived or leaves on; nil for a
 	// broadcast.
 	Session *Session
+	// Group is the group a Group.Broadcast is for; "" for every other call.
+	Group string
 	// Metadata is the envelope's metadata. Inbound, it is what arrived (nil
 	// when nothing did), the same map Metadata(ctx) returns to the handler.
 	// Outbound, it is never nil: it starts as the pairs WithMetadata put on
@@ -305,8 +308,9 @@ func sendRequestIntercepted[Resp any](ctx context.Context, s *Session, req Reque
 
 // broadcastIntercepted runs a broadcast through the chain; send does the
 // broadcast.
-func (ep *endpoint) broadcastIntercepted(ctx context.Context, msg any, send func(context.Context, any) error) error {
+func (ep *endpoint) broadcastIntercepted(ctx context.Context, group string, msg any, send func(context.Context, any) error) error {
 	c := outboundCall(ctx, OutboundBroadcast, nil, msg)
+	c.Group = group
 	c.invoke = func(ctx context.Context, c *Call) (any, error) {
 		return nil, send(context.WithValue(ctx, outgoingKey{}, c.Metadata), c.Value)
 	}

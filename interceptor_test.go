@@ -25,7 +25,11 @@ type recorder struct {
 
 func (r *recorder) Wrap(next netmsg.CallFunc) netmsg.CallFunc {
 	return func(ctx context.Context, c *netmsg.Call) (any, error) {
-		r.add(fmt.Sprintf("%s> %s %s", r.name, c.Kind, c.Type))
+		if c.Group != "" {
+			r.add(fmt.Sprintf("%s> %s %s to %s", r.name, c.Kind, c.Type, c.Group))
+		} else {
+			r.add(fmt.Sprintf("%s> %s %s", r.name, c.Kind, c.Type))
+		}
 		res, err := next(ctx, c)
 		r.add(fmt.Sprintf("<%s %s %v %v", r.name, c.Kind, res, netmsg.CodeOf(err)))
 		return res, err
@@ -117,19 +121,27 @@ func TestInterceptorSeesEveryKind(t *testing.T) {
 	require.Equal(t, "server hi", <-gotNote)
 	require.NoError(t, srv.Broadcast(ctx, Note{Text: "all"}))
 	require.Equal(t, "client all", <-gotNote)
+	room := srv.Group("room")
+	for s := range srv.Sessions() {
+		room.Add(s)
+	}
+	require.NoError(t, room.Broadcast(ctx, Note{Text: "room"}))
+	require.Equal(t, "client room", <-gotNote)
 
 	// The server's interceptor ends its inbound message before the
-	// broadcast; wait for the client's inbound one to end.
-	require.Eventually(t, func() bool { return len(cliRec.entries()) == 6 }, 5*time.Second, time.Millisecond)
+	// broadcast; wait for the client's last inbound one to end.
+	require.Eventually(t, func() bool { return len(cliRec.entries()) == 8 }, 5*time.Second, time.Millisecond)
 	assert.Equal(t, []string{
 		"c> outbound request netmsg_test.Ping", "<c outbound request {2} ok",
 		"c> outbound message netmsg_test.Note", "<c outbound message <nil> ok",
+		"c> inbound message netmsg_test.Note", "<c inbound message <nil> ok",
 		"c> inbound message netmsg_test.Note", "<c inbound message <nil> ok",
 	}, cliRec.entries())
 	assert.Equal(t, []string{
 		"s> inbound request netmsg_test.Ping", "<s inbound request {2} ok",
 		"s> inbound message netmsg_test.Note", "<s inbound message <nil> ok",
 		"s> outbound broadcast netmsg_test.Note", "<s outbound broadcast <nil> ok",
+		"s> outbound broadcast netmsg_test.Note to room", "<s outbound broadcast <nil> ok",
 	}, srvRec.entries())
 }
 
