@@ -113,6 +113,10 @@ func DialWSUpgraded(t testing.TB, addr string, d WSDial) *WSPeer {
 	return p
 }
 
+// BufReader returns the buffered reader the peer reads through, for reading
+// what is not a frame (a second HTTP answer on a refused connection).
+func (p *WSPeer) BufReader() *bufio.Reader { return p.br }
+
 // MaskKey is the masking key of the frames FrameHeader and Frame build.
 var MaskKey = [4]byte{0xa1, 0xb2, 0xc3, 0xd4}
 
