@@ -44,6 +44,9 @@ type endpoint struct {
 	// owner's report (OnSessionClose).
 	closed func(*Session, *CloseError)
 
+	// groups is the server's group membership; nil on a client.
+	groups *groupSet
+
 	stats endpointStats
 }
 
@@ -118,11 +121,13 @@ func (ep *endpoint) detach(s *Session, ce *CloseError) {
 }
 
 // sessionClosed runs once a closed session's drain is over.
+// The session's per-session values are dropped after the close callbacks
+// it has queued, so OnSessionClose can still read them.
 func (ep *endpoint) sessionClosed(s *Session, ce *CloseError) {
-	s.ext.Store(nil)
 	if ep.closed != nil {
 		ep.closed(s, ce)
 	}
+	s.releaseExt()
 }
 
 // waitGoroutines waits until every goroutine the endpoint started has exited,

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/netmsg/netmsg/internal/transport"
-	"github.com/netmsg/netmsg/internal/wire"
 	"github.com/netmsg/netmsg/serializer"
 )
 
@@ -34,6 +33,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[string]*Session
+	groups   groupSet
 	closing  bool
 	https    []*http.Server
 
@@ -58,6 +58,7 @@ func NewServer(opts ...ServerOption) *Server {
 		o.applyServer(&srv.cfg)
 	}
 	srv.ep.init(&srv.cfg.config)
+	srv.ep.groups = &srv.groups
 	srv.ep.detached = srv.sessionDetached
 	srv.ep.closed = srv.sessionClosed
 	for _, s := range srv.cfg.serializers {
@@ -218,10 +219,14 @@ func (srv *Server) originAllowed(r *http.Request) bool {
 	return false
 }
 
+// sessionDetached is the server's bookkeeping for a session whose
+// connection has ended: it is no longer one of the server's sessions, nor a
+// member of any group.
 func (srv *Server) sessionDetached(s *Session, _ *CloseError) {
 	srv.mu.Lock()
 	delete(srv.sessions, s.id)
 	srv.mu.Unlock()
+	srv.groups.leaveAll(s)
 }
 
 // sessionClosed reports a closed session once its drain is over, on its
@@ -294,36 +299,6 @@ func (srv *Server) SessionCount() int {
 	n := len(srv.sessions)
 	srv.mu.Unlock()
 	return n
-}
-
-// Broadcast sends msg to every open session. It encodes msg once per
-// serializer in use and never waits for a session's socket: each session's
-// writer sends it, so a slow session holds up no other (and is closed with
-// CloseSlowConsumer when its queue overflows). It returns an error when msg
-// cannot be encoded for a serializer; the sessions of the others still get it.
-func (srv *Server) Broadcast(ctx context.Context, msg any) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	name := TypeName(msg)
-	bySer := make(map[string][]*Session)
-	for s := range srv.Sessions() {
-		bySer[s.ser.Name()] = append(bySer[s.ser.Name()], s)
-	}
-	var errs []error
-	for _, list := range bySer {
-		f, err := encodeFrame(list[0].ser, srv.cfg.maxMessageSize, wire.KindMessage, 0, name, msg, 0, outgoingMetadata(ctx))
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		f.refs.Add(int32(len(list)))
-		for _, s := range list {
-			_ = s.out.push(f)
-		}
-		f.release()
-	}
-	return errors.Join(errs...)
 }
 
 // noSerializerText is in the 400 answer to a client that offers no

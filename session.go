@@ -56,12 +56,10 @@ type Session struct {
 	rtt   atomic.Int64
 
 	// ext holds what other parts of the library keep per session (group
-	// membership, typed values); it is released once the session has drained.
+	// membership, typed values; key.go): nil until first used, released
+	// once the session has drained and its close callbacks have run.
 	ext atomic.Pointer[sessionExt]
 }
-
-// sessionExt is per-session state owned by features outside the core.
-type sessionExt struct{}
 
 var (
 	sessionSeq    atomic.Uint64
