@@ -3,7 +3,6 @@ package netmsg
 import (
 	"context"
 	"fmt"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -499,8 +498,7 @@ func (s *Session) handle(w *worker, in *inbound) {
 		s.ep.inUser.Add(-1)
 		w.set(nil, nil)
 		if r := recover(); r != nil {
-			s.ep.cfg.logger.Error("netmsg: message handler panicked", "type", e.name, "session", s.id, "panic", r, "stack", string(debug.Stack()))
-			s.ep.reportError(s, fmt.Errorf("netmsg: %s handler panicked: %v", e.name, r))
+			s.handlerPanicked("message", e.name, r)
 		}
 	}()
 	if err := e.messages.dispatch(in.ctx, s, in); err != nil {
@@ -565,9 +563,7 @@ func (s *Session) invoke(e *entry, in *inbound) (resp any, err error) {
 	defer func() {
 		s.ep.inUser.Add(-1)
 		if r := recover(); r != nil {
-			s.ep.cfg.logger.Error("netmsg: request handler panicked", "type", e.name, "session", s.id, "panic", r, "stack", string(debug.Stack()))
-			s.ep.reportError(s, fmt.Errorf("netmsg: %s handler panicked: %v", e.name, r))
-			resp, err = nil, NewError(CodeInternal, "internal error")
+			resp, err = nil, s.handlerPanicked("request", e.name, r)
 		}
 	}()
 	return e.request(in.ctx, s, in)

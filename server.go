@@ -148,6 +148,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	srv.sessions[id] = s
 	closing := srv.closing
 	srv.mu.Unlock()
+	srv.ep.observeOpen(s)
 	if open := srv.cfg.onSessionOpen; open != nil && !closing {
 		// OnSessionOpen runs before any message or request is handled, but
 		// with the session reading, so that it can itself call the client:

@@ -110,6 +110,9 @@ func (c *Conn) RemoteAddr() net.Addr { return c.gc.RemoteAddr() }
 // Received returns the number of bytes read from the peer so far.
 func (c *Conn) Received() uint64 { return c.nc.rx.Load() }
 
+// Sent returns the number of bytes written to the peer so far.
+func (c *Conn) Sent() uint64 { return c.nc.tx.Load() }
+
 // FrameAge returns how long the frame being read has been arriving, or 0
 // when none is in progress.
 func (c *Conn) FrameAge(now time.Time) time.Duration {
