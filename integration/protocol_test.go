@@ -9,133 +9,39 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/lxzan/gws"
 	"github.com/netmsg/netmsg"
+	"github.com/netmsg/netmsg/internal/nettest"
 	"github.com/netmsg/netmsg/internal/wire"
 	"github.com/netmsg/netmsg/serializer"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// ptPeer is a raw gws client. Unlike hdGwsPeer it chooses the subprotocols it
-// offers and whether it answers WebSocket pings (a browser page never sees
-// them; a peer that ignores them stands for a link where only envelopes
-// count).
-type ptPeer struct {
-	Conn   *gws.Conn
-	Msgs   chan []byte
-	Closed chan error
-	pings  atomic.Int64 // WebSocket pings received
-	answer bool         // answer WebSocket pings
-	done   chan struct{}
-}
-
-type ptEvents struct{ p *ptPeer }
-
-func (e ptEvents) OnOpen(*gws.Conn)               {}
-func (e ptEvents) OnClose(_ *gws.Conn, err error) { e.p.Closed <- err }
-func (e ptEvents) OnPing(c *gws.Conn, payload []byte) {
-	e.p.pings.Add(1)
-	if e.p.answer {
-		_ = c.WritePong(payload)
-	}
-}
-func (e ptEvents) OnPong(*gws.Conn, []byte) {}
-func (e ptEvents) OnMessage(_ *gws.Conn, m *gws.Message) {
-	b := append([]byte(nil), m.Bytes()...)
-	_ = m.Close()
-	select {
-	case e.p.Msgs <- b:
-	default:
-	}
-}
-
-// ptDial connects to url offering the subprotocol header line offer.
-func ptDial(t testing.TB, url, offer string, answerPings bool) *ptPeer {
+// ptDial connects a raw gws peer offering the subprotocol line offer;
+// answerPings false stands for a page, which never sees WebSocket pings.
+func ptDial(t testing.TB, url, offer string, answerPings bool) *nettest.GwsPeer {
 	t.Helper()
-	p := &ptPeer{Msgs: make(chan []byte, 1024), Closed: make(chan error, 1), done: make(chan struct{}), answer: answerPings}
-	h := http.Header{}
-	h.Set("Sec-WebSocket-Protocol", offer)
-	conn, resp, err := gws.NewClient(ptEvents{p}, &gws.ClientOption{Addr: url, RequestHeader: h, Recovery: gws.Recovery})
-	if resp != nil && resp.Body != nil {
-		_ = resp.Body.Close()
-	}
-	require.NoError(t, err)
-	p.Conn = conn
-	go func() {
-		defer close(p.done)
-		conn.ReadLoop()
-	}()
-	t.Cleanup(func() {
-		_ = conn.NetConn().Close()
-		select {
-		case <-p.done:
-		case <-time.After(hdWait):
-			t.Errorf("raw peer's read loop did not end")
-		}
-	})
-	return p
+	return nettest.DialGws(t, url, nettest.GwsConfig{Offer: offer, NoPong: !answerPings})
 }
 
-func (p *ptPeer) Send(t testing.TB, b []byte) {
+// ptNoEnvelope asserts that nothing arrives for d.
+func ptNoEnvelope(t testing.TB, p *nettest.GwsPeer, d time.Duration) {
 	t.Helper()
-	require.NoError(t, p.Conn.WriteMessage(gws.OpcodeBinary, b))
-}
-
-func (p *ptPeer) Next(t testing.TB) wire.Envelope {
-	t.Helper()
-	select {
-	case b := <-p.Msgs:
-		var e wire.Envelope
-		require.NoError(t, wire.Decode(b, &e), "the server sent a malformed envelope")
-		return e
-	case <-time.After(hdWait):
-		t.Fatal("raw peer: no envelope from the server")
-		return wire.Envelope{}
-	}
-}
-
-// NoEnvelope asserts that nothing arrives for d.
-func (p *ptPeer) NoEnvelope(t testing.TB, d time.Duration) {
-	t.Helper()
-	select {
-	case b := <-p.Msgs:
-		t.Fatalf("raw peer: unexpected envelope %x", b)
-	case <-time.After(d):
-	}
-}
-
-// CloseCode waits for the connection to end and returns the close code the
-// server sent (0 when none).
-func (p *ptPeer) CloseCode(t testing.TB) uint16 {
-	t.Helper()
-	select {
-	case err := <-p.Closed:
-		var ce *gws.CloseError
-		if errors.As(err, &ce) {
-			return ce.Code
-		}
-		return 0
-	case <-time.After(hdWait):
-		t.Fatal("raw peer: the server did not close the connection")
-		return 0
-	}
+	nettest.None(t, p.Msgs, d, "an envelope")
 }
 
 // ptEcho checks that the session still serves requests.
-func ptEcho(t testing.TB, p *ptPeer, id uint64) {
+func ptEcho(t testing.TB, p *nettest.GwsPeer, id uint64) {
 	t.Helper()
-	p.Send(t, hdEnv(wire.KindRequest, id, netmsg.TypeName(hdEcho{}), `{"Text":"alive"}`))
-	e := p.Next(t)
+	p.Send(t, nettest.Envelope(wire.KindRequest, id, netmsg.TypeName(hdEcho{}), `{"Text":"alive"}`))
+	e := p.NextEnvelope(t)
 	require.Equal(t, wire.KindResponse, e.Kind, "answer to the echo request: %+v", e)
 	assert.Equal(t, id, e.ID)
-	assert.JSONEq(t, `{"Text":"alive"}`, string(e.Payload))
+	assert.JSONEq(t, `{"Text":"alive"}`, e.Payload)
 }
 
 func TestProtocolSubprotocolSelection(t *testing.T) {
@@ -164,7 +70,7 @@ func TestProtocolPingEnvelope(t *testing.T) {
 		t.Run(offer, func(t *testing.T) {
 			t.Parallel()
 			srv := hdStartServer(t)
-			hdEchoHandler(srv.Srv)
+			hdEchoHandler(srv.Server)
 			p := ptDial(t, srv.URL, offer, true)
 			require.Equal(t, offer, p.Conn.SubProtocol())
 			ss := srv.NextOpen(t)
@@ -172,21 +78,21 @@ func TestProtocolPingEnvelope(t *testing.T) {
 			payload := []byte{0, 1, 2, 0xff, 'x'}
 			md := map[string]string{"ignored": "yes"}
 			p.Send(t, wire.AppendHeaderAndPayload(nil, wire.KindPing, 42, "ignored.Type", payload, 99, md))
-			e := p.Next(t)
+			e := p.NextEnvelope(t)
 			assert.Equal(t, wire.KindPong, e.Kind)
 			assert.EqualValues(t, 42, e.ID)
-			assert.Equal(t, payload, e.Payload)
+			assert.Equal(t, string(payload), e.Payload)
 			assert.Empty(t, e.Type, "a PONG carries no type")
 			assert.Empty(t, e.Metadata, "a PONG carries no metadata")
 
-			p.Send(t, hdEnv(wire.KindPing, 0, "", ""))
-			e = p.Next(t)
+			p.Send(t, nettest.Envelope(wire.KindPing, 0, "", ""))
+			e = p.NextEnvelope(t)
 			assert.Equal(t, wire.KindPong, e.Kind)
 			assert.Zero(t, e.ID)
 			assert.Empty(t, e.Payload)
 
-			p.Send(t, hdEnv(wire.KindPong, 7, "", "x"))
-			p.NoEnvelope(t, 200*time.Millisecond)
+			p.Send(t, nettest.Envelope(wire.KindPong, 7, "", "x"))
+			ptNoEnvelope(t, p, 200*time.Millisecond)
 			ptEcho(t, p, 1)
 			assert.Nil(t, ss.Err())
 		})
@@ -205,7 +111,7 @@ func TestProtocolPingEnvelopeKeepsSilentPeerAlive(t *testing.T) {
 		timeout  = 600 * time.Millisecond
 	)
 	srv := hdStartServer(t, netmsg.WithHeartbeat(interval, timeout))
-	hdEchoHandler(srv.Srv)
+	hdEchoHandler(srv.Server)
 	p := ptDial(t, srv.URL, "netmsg.v2.json, netmsg.v1.json", false)
 	ss := srv.NextOpen(t)
 
@@ -217,16 +123,16 @@ func TestProtocolPingEnvelopeKeepsSilentPeerAlive(t *testing.T) {
 		var b [8]byte
 		binary.BigEndian.PutUint64(b[:], uint64(time.Now().UnixNano()))
 		p.Send(t, wire.AppendHeaderAndPayload(nil, wire.KindPing, id, "", b[:], 0, nil))
-		e := p.Next(t)
+		e := p.NextEnvelope(t)
 		require.Equal(t, wire.KindPong, e.Kind)
 		require.Equal(t, id, e.ID)
-		sent := time.Unix(0, int64(binary.BigEndian.Uint64(e.Payload)))
+		sent := time.Unix(0, int64(binary.BigEndian.Uint64([]byte(e.Payload))))
 		require.Less(t, time.Since(sent), timeout, "a PONG came later than the receive timeout")
 		time.Sleep(interval)
 	}
 	assert.Nil(t, ss.Err(), "the session of a peer sending PING envelopes was closed")
-	assert.Greater(t, p.pings.Load(), int64(0), "the server sent WebSocket pings too")
-	t.Logf("%d PINGs answered; %d WebSocket pings ignored", id, p.pings.Load())
+	assert.NotEmpty(t, p.Pings, "the server sent WebSocket pings too")
+	t.Logf("%d PINGs answered; %d WebSocket pings ignored", id, len(p.Pings))
 
 	// Silence: the server's receive timeout closes the session.
 	silent := time.Now()
@@ -247,12 +153,12 @@ func TestProtocolRequestIDZero(t *testing.T) {
 		netmsg.Returns[hdEchoReply]
 		N int
 	}
-	netmsg.AddRequestHandler(b.srv.Srv, func(ctx context.Context, s *netmsg.Session, r ptZero) (hdEchoReply, error) {
+	netmsg.AddRequestHandler(b.srv.Server, func(ctx context.Context, s *netmsg.Session, r ptZero) (hdEchoReply, error) {
 		called <- struct{}{}
 		return hdEchoReply{}, nil
 	})
 	p, ss := b.gws(t)
-	p.Send(t, hdEnv(wire.KindRequest, 0, netmsg.TypeName(ptZero{}), `{"N":1}`))
+	p.Send(t, nettest.Envelope(wire.KindRequest, 0, netmsg.TypeName(ptZero{}), `{"N":1}`))
 	assert.EqualValues(t, 1002, p.NextCloseCode(t), "close code the peer is told")
 	ce := b.expectClosed(t, ss, netmsg.CloseProtocolError, 1002)
 	assert.Equal(t, "request id 0", ce.Text)
@@ -269,14 +175,14 @@ func TestProtocolRequestIDZero(t *testing.T) {
 func TestProtocolMessageIDIgnored(t *testing.T) {
 	t.Parallel()
 	srv := hdStartServer(t)
-	hdEchoHandler(srv.Srv)
+	hdEchoHandler(srv.Server)
 	got := make(chan string, 1)
-	netmsg.AddMessageHandler(srv.Srv, func(ctx context.Context, s *netmsg.Session, m hdText) { got <- m.S })
+	netmsg.AddMessageHandler(srv.Server, func(ctx context.Context, s *netmsg.Session, m hdText) { got <- m.S })
 	p := ptDial(t, srv.URL, "netmsg.v1.json", true)
 	srv.NextOpen(t)
-	p.Send(t, hdEnv(wire.KindMessage, 77, netmsg.TypeName(hdText{}), `{"S":"hi"}`))
-	assert.Equal(t, "hi", itRecv(t, got, "the message"))
-	p.NoEnvelope(t, 100*time.Millisecond)
+	p.Send(t, nettest.Envelope(wire.KindMessage, 77, netmsg.TypeName(hdText{}), `{"S":"hi"}`))
+	assert.Equal(t, "hi", nettest.Recv(t, got, "the message"))
+	ptNoEnvelope(t, p, 100*time.Millisecond)
 	ptEcho(t, p, 77) // the id is free for a request
 }
 
@@ -287,9 +193,9 @@ func TestProtocolCloseWithoutStatusCode(t *testing.T) {
 	t.Run("client closes", func(t *testing.T) {
 		t.Parallel()
 		srv := hdStartServer(t)
-		p := hdDialTCPUpgraded(t, srv.Addr, nil)
+		p := nettest.DialWSUpgraded(t, srv.Addr, nettest.WSDial{})
 		ss := srv.NextOpen(t)
-		p.WriteRaw(t, hdFrame(0x88, nil))
+		p.WriteRaw(t, nettest.Frame(nettest.Fin|nettest.OpClose, nil))
 		c := srv.CloseOf(t, ss)
 		assert.Equal(t, netmsg.ClosePeerNormal, c.Err.Reason, "%v", c.Err)
 		assert.EqualValues(t, 1005, c.Err.Code)
@@ -303,17 +209,10 @@ func TestProtocolCloseWithoutStatusCode(t *testing.T) {
 	})
 	t.Run("server closes", func(t *testing.T) {
 		t.Parallel()
-		up := gws.NewUpgrader(ptServerEvents{}, &gws.ServerOption{SubProtocols: []string{"netmsg.v1.json"}})
-		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			c, err := up.Upgrade(w, r)
-			if err != nil {
-				return
-			}
-			c.ReadLoop() // closes without a status code on the first message
-
-		}))
-		defer hs.Close()
-		url := "ws://" + hs.Listener.Addr().String() + "/"
+		rs := nettest.StartGwsServer(t, nettest.GwsConfig{OnMessage: func(c *gws.Conn, _ []byte) {
+			_ = c.WriteMessage(gws.OpcodeCloseConnection, nil) // on the first message
+		}})
+		url := rs.URL
 		lost := make(chan *netmsg.CloseError, 1)
 		cli := netmsg.NewClient(url, netmsg.WithOnDisconnect(func(ce *netmsg.CloseError) {
 			select {
@@ -322,24 +221,15 @@ func TestProtocolCloseWithoutStatusCode(t *testing.T) {
 			}
 		}))
 		t.Cleanup(func() { _ = cli.Close() })
-		ctx, cancel := context.WithTimeout(context.Background(), hdWait)
+		ctx, cancel := context.WithTimeout(context.Background(), nettest.Wait)
 		defer cancel()
 		require.NoError(t, cli.Connect(ctx))
 		require.NoError(t, cli.Send(ctx, hdText{S: "close now"}))
-		ce := itRecv(t, lost, "the client's disconnect")
+		ce := nettest.Recv(t, lost, "the client's disconnect")
 		assert.Equal(t, netmsg.ClosePeerNormal, ce.Reason, "%v", ce)
 		assert.EqualValues(t, 1005, ce.Code)
 		assert.True(t, ce.Remote)
 	})
-}
-
-// ptServerEvents answers the first message with a close frame without a
-// status code.
-type ptServerEvents struct{ gws.BuiltinEventHandler }
-
-func (ptServerEvents) OnMessage(c *gws.Conn, m *gws.Message) {
-	_ = m.Close()
-	_ = c.WriteMessage(gws.OpcodeCloseConnection, nil)
 }
 
 // A handler that returns its context's error answers with the context's
@@ -353,7 +243,7 @@ func TestProtocolHandlerReturnsContextError(t *testing.T) {
 		netmsg.Returns[hdEchoReply]
 		Mode string
 	}
-	netmsg.AddRequestHandler(srv.Srv, func(ctx context.Context, s *netmsg.Session, r ptCtxErr) (hdEchoReply, error) {
+	netmsg.AddRequestHandler(srv.Server, func(ctx context.Context, s *netmsg.Session, r ptCtxErr) (hdEchoReply, error) {
 		switch r.Mode {
 		case "deadline":
 			<-ctx.Done()
@@ -385,7 +275,7 @@ func TestProtocolHandlerReturnsContextError(t *testing.T) {
 	for i, tc := range cases {
 		id := uint64(i + 1)
 		p.Send(t, wire.AppendHeaderAndPayload(nil, wire.KindRequest, id, name, []byte(`{"Mode":"`+tc.mode+`"}`), tc.timeout, nil))
-		e := p.Next(t)
+		e := p.NextEnvelope(t)
 		require.Equal(t, wire.KindError, e.Kind, tc.mode)
 		assert.Equal(t, id, e.ID, tc.mode)
 		assert.EqualValues(t, tc.code, e.ErrCode, tc.mode)
@@ -402,8 +292,8 @@ func TestProtocolCancelAndDuplicateID(t *testing.T) {
 	p, _ := b.gws(t)
 	hold := netmsg.TypeName(hdHold{})
 
-	p.Send(t, hdEnv(wire.KindRequest, 5, hold, `{"Key":"a"}`))
-	p.Send(t, hdEnv(wire.KindRequest, 5, hold, `{"Key":"b"}`))
+	p.Send(t, nettest.Envelope(wire.KindRequest, 5, hold, `{"Key":"a"}`))
+	p.Send(t, nettest.Envelope(wire.KindRequest, 5, hold, `{"Key":"b"}`))
 	e := p.NextEnvelope(t)
 	assert.Equal(t, wire.KindError, e.Kind)
 	assert.EqualValues(t, 5, e.ID)
@@ -412,19 +302,13 @@ func TestProtocolCancelAndDuplicateID(t *testing.T) {
 	e = p.NextEnvelope(t)
 	assert.Equal(t, wire.KindResponse, e.Kind)
 	assert.EqualValues(t, 5, e.ID)
-	assert.JSONEq(t, `{"Text":"released a"}`, string(e.Payload), "the original's answer")
+	assert.JSONEq(t, `{"Text":"released a"}`, e.Payload, "the original's answer")
 
 	// A request cancelled while its handler runs is not answered.
 	b2 := hdNewBad(t)
 	p2, _ := b2.gws(t)
-	p2.Send(t, hdEnv(wire.KindRequest, 9, hold, `{"Key":"c"}`))
-	assert.Equal(t, "c", itRecv(t, b2.hold.started, "the handler to start"))
-	p2.Send(t, hdEnv(wire.KindCancel, 9, "", "")) // the handler returns ctx.Err()
-	select {
-	case m := <-p2.Msgs:
-		var env wire.Envelope
-		_ = wire.Decode(m, &env)
-		t.Fatalf("the server answered a cancelled request: %+v", env)
-	case <-time.After(300 * time.Millisecond):
-	}
+	p2.Send(t, nettest.Envelope(wire.KindRequest, 9, hold, `{"Key":"c"}`))
+	assert.Equal(t, "c", nettest.Recv(t, b2.hold.started, "the handler to start"))
+	p2.Send(t, nettest.Envelope(wire.KindCancel, 9, "", "")) // the handler returns ctx.Err()
+	ptNoEnvelope(t, p2, 300*time.Millisecond)
 }
