@@ -39,8 +39,10 @@ type MessageHandler[T any] func(ctx context.Context, s *Session, msg T)
 // RequestHandler answers a request of type Req with its declared response
 // type. ctx carries the caller's deadline and ends when the caller cancels,
 // the deadline passes or the session closes. An *Error reaches the caller with
-// its code and message; any other error reaches it as CodeInternal
-// "internal error" and is reported locally through OnError.
+// its code and message; context.DeadlineExceeded and context.Canceled (also
+// wrapped, as ctx.Err() returns them) reach it as CodeDeadlineExceeded and
+// CodeCanceled; any other error reaches it as CodeInternal "internal error"
+// and is reported locally through OnError.
 type RequestHandler[Req Request[Resp], Resp any] func(ctx context.Context, s *Session, req Req) (Resp, error)
 
 // Registrar is where handlers are registered: *Server and *Client.

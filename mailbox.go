@@ -346,8 +346,29 @@ func (s *Session) OnMessage(msg *transport.Message) {
 		in.ctx = s.ctx
 		s.mbox.push(in)
 	case wire.KindRequest:
+		if in.env.ID == 0 {
+			// Its answer could name no request: the peer breaks the protocol.
+			in.recycle()
+			s.protocolError(fmt.Errorf("netmsg: received a REQUEST with id 0"), "request id 0")
+			return
+		}
 		s.acceptRequest(in)
+	case wire.KindPing:
+		s.answerPing(in)
+	case wire.KindPong:
+		// Its bytes have counted as life; nothing else is done with it.
+		in.recycle()
 	}
+}
+
+// answerPing queues a PONG with the PING's id and payload, from the read
+// loop. The answer goes through the outbound queue like any frame, so a peer
+// that sends PINGs and does not read runs into MaxQueuedBytes.
+func (s *Session) answerPing(in *inbound) {
+	f := getFrame()
+	f.b = wire.AppendHeaderAndPayload(f.b[:0], wire.KindPong, in.env.ID, "", in.env.Payload, 0, nil)
+	in.recycle()
+	_ = s.out.push(f)
 }
 
 func opcodeName(op transport.Opcode) string {
