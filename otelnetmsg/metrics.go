@@ -46,8 +46,8 @@ type instruments struct {
 
 	// The sessions open now, and the bytes of those closed: the byte
 	// counters are read from the sessions when the metrics are collected.
-	mu               sync.Mutex
-	live             map[*netmsg.Session]struct{}
+	mu                  sync.Mutex
+	live                map[*netmsg.Session]struct{}
 	closedIn, closedOut uint64
 }
 

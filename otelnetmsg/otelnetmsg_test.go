@@ -441,4 +441,4 @@ func TestMetricsSlowConsumerAndReconnect(t *testing.T) {
 type constantBackOff time.Duration
 
 func (b constantBackOff) NextBackOff() time.Duration { return time.Duration(b) }
-func (constantBackOff) Reset()                        {}
+func (constantBackOff) Reset()                       {}
