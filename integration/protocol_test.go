@@ -312,3 +312,33 @@ func TestProtocolCancelAndDuplicateID(t *testing.T) {
 	p2.Send(t, nettest.Envelope(wire.KindCancel, 9, "", "")) // the handler returns ctx.Err()
 	ptNoEnvelope(t, p2, 300*time.Millisecond)
 }
+
+// timeout_ms 0 gives the handler no deadline; otherwise its deadline is
+// timeout_ms after the request arrived.
+func TestProtocolTimeoutMs(t *testing.T) {
+	t.Parallel()
+	srv := hdStartServer(t)
+	type ptDeadline struct {
+		netmsg.Returns[hdEchoReply]
+	}
+	netmsg.AddRequestHandler(srv.Server, func(ctx context.Context, s *netmsg.Session, r ptDeadline) (hdEchoReply, error) {
+		dl, ok := ctx.Deadline()
+		if !ok {
+			return hdEchoReply{Text: "none"}, nil
+		}
+		return hdEchoReply{Text: time.Until(dl).Round(time.Second).String()}, nil
+	})
+	p := ptDial(t, srv.URL, "netmsg.v1.json", true)
+	srv.NextOpen(t)
+	name := netmsg.TypeName(ptDeadline{})
+	for i, tc := range []struct {
+		timeoutMs uint64
+		want      string
+	}{{0, "none"}, {30_000, "30s"}} {
+		id := uint64(i + 1)
+		p.Send(t, wire.AppendHeaderAndPayload(nil, wire.KindRequest, id, name, []byte(`{}`), tc.timeoutMs, nil))
+		e := p.NextEnvelope(t)
+		require.Equal(t, wire.KindResponse, e.Kind)
+		assert.JSONEq(t, `{"Text":"`+tc.want+`"}`, e.Payload, "timeout_ms %d", tc.timeoutMs)
+	}
+}
