@@ -342,3 +342,34 @@ func TestProtocolTimeoutMs(t *testing.T) {
 		assert.JSONEq(t, `{"Text":"`+tc.want+`"}`, e.Payload, "timeout_ms %d", tc.timeoutMs)
 	}
 }
+
+// A peer that floods PINGs and never reads the PONGs runs into the outbound
+// queue's bound like any peer that does not read: it is closed as a slow
+// consumer, and the PONGs it made the server queue stay within the bound.
+func TestProtocolPingFloodWithoutReading(t *testing.T) {
+	t.Parallel()
+	const queued = 256 << 10
+	srv := hdStartServer(t, netmsg.WithMaxQueuedBytes(queued), netmsg.WithWriteTimeout(2*time.Second))
+	hdEchoHandler(srv.Server)
+	by := hdNewBystander(t, srv)
+	p := nettest.DialGws(t, srv.URL, nettest.GwsConfig{Offer: "netmsg.v2.json", NoRead: true})
+	require.Equal(t, "netmsg.v2.json", p.Conn.SubProtocol())
+	ss := srv.NextOpen(t)
+
+	cost := nettest.Measure(t, "a PING flood that never reads")
+	ping := wire.AppendHeaderAndPayload(nil, wire.KindPing, 1, "", make([]byte, 4<<10), 0, nil)
+	sent := 0
+	for sent < 256<<20 && ss.Err() == nil {
+		if p.Conn.WriteMessage(gws.OpcodeBinary, ping) != nil {
+			break
+		}
+		sent += len(ping)
+	}
+	c := srv.CloseOf(t, ss)
+	used := cost.Stop()
+	t.Logf("sent %s of PINGs before the close", nettest.MiB(uint64(sent)))
+	assert.Equal(t, netmsg.CloseSlowConsumer, c.Err.Reason, "%v", c.Err)
+	// Unbounded, the PONGs of the 256 MiB flood would all be held.
+	assert.Less(t, used.HeapPeak, uint64(32<<20), "heap used during the flood")
+	by.AssertFine(t)
+}
