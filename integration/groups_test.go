@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/netmsg/netmsg"
+	"github.com/netmsg/netmsg/internal/nettest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -46,7 +47,7 @@ func grConnect(t *testing.T, srv *hdServer) *grPlayer {
 		p.n++
 		p.mu.Unlock()
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), hdWait)
+	ctx, cancel := context.WithTimeout(context.Background(), nettest.Wait)
 	defer cancel()
 	require.NoError(t, p.cli.Connect(ctx))
 	t.Cleanup(func() { _ = p.cli.Close() })
@@ -82,7 +83,7 @@ func TestGroupFanOutTwentyRooms(t *testing.T) {
 	srv := hdStartServer(t, netmsg.WithHeartbeat(0, 0))
 	players := make([][]*grPlayer, rooms)
 	for r := range rooms {
-		g := srv.Srv.Group(fmt.Sprintf("room-%d", r))
+		g := srv.Group(fmt.Sprintf("room-%d", r))
 		for range perRoom {
 			p := grConnect(t, srv)
 			g.Add(p.sess)
@@ -92,10 +93,10 @@ func TestGroupFanOutTwentyRooms(t *testing.T) {
 	// The first player of every room is also in the next room.
 	for r := range rooms {
 		next := (r + 1) % rooms
-		srv.Srv.Group(fmt.Sprintf("room-%d", next)).Add(players[r][0].sess)
+		srv.Group(fmt.Sprintf("room-%d", next)).Add(players[r][0].sess)
 	}
 	for r := range rooms {
-		require.Equal(t, perRoom+1, srv.Srv.Group(fmt.Sprintf("room-%d", r)).Len())
+		require.Equal(t, perRoom+1, srv.Group(fmt.Sprintf("room-%d", r)).Len())
 	}
 	// Room 7 skips its last member in every tick.
 	skipped := players[7][perRoom-1]
@@ -105,7 +106,7 @@ func TestGroupFanOutTwentyRooms(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			g := srv.Srv.Group(fmt.Sprintf("room-%d", r))
+			g := srv.Group(fmt.Sprintf("room-%d", r))
 			var except []*netmsg.Session
 			if r == 7 {
 				except = append(except, skipped.sess)
@@ -130,7 +131,7 @@ func TestGroupFanOutTwentyRooms(t *testing.T) {
 	}
 	for r := range rooms {
 		for i, p := range players[r] {
-			require.Eventually(t, func() bool { return p.count() >= want(i, p) }, hdWait, time.Millisecond,
+			require.Eventually(t, func() bool { return p.count() >= want(i, p) }, nettest.Wait, time.Millisecond,
 				"room %d player %d got %d of %d", r, i, p.count(), want(i, p))
 		}
 	}
@@ -159,22 +160,21 @@ func TestGroupFanOutTwentyRooms(t *testing.T) {
 // time: no writer waits on it for them. The stuck peer is the only one of
 // its room's writers' sessions that blocks: with ten members the room is
 // served by one writer, so this also proves that a blocked writer is
-// replaced.
+// replaced. It runs alone (not parallel): it measures latency.
 func TestGroupSlowMemberIsolated(t *testing.T) {
-	t.Parallel()
 	const (
 		wt       = 5 * time.Second // the write timeout that finally cuts the stuck member
 		interval = 5 * time.Millisecond
 		healthy  = 9
 	)
-	srv := hdStartServerOn(t, nil, func(c *net.TCPConn) { _ = c.SetWriteBuffer(32 << 10) },
+	srv := hdStartServerOn(t, nettest.Listen{Tune: func(c *net.TCPConn) { _ = c.SetWriteBuffer(32 << 10) }},
 		netmsg.WithHeartbeat(0, 0), netmsg.WithWriteTimeout(wt), netmsg.WithMaxQueuedBytes(64<<20))
-	room := srv.Srv.Group("arena")
+	room := srv.Group("arena")
 	players := make([]*grPlayer, healthy)
 	for i := range players {
 		players[i] = grConnect(t, srv)
 	}
-	stuck := hdDialTCPUpgraded(t, srv.Addr, nil)
+	stuck := nettest.DialWSUpgraded(t, srv.Addr, nettest.WSDial{})
 	require.NoError(t, stuck.Conn.(*net.TCPConn).SetReadBuffer(4096))
 	stuckSS := srv.NextOpen(t)
 	// The stuck peer joins first, so its session comes before the others in
@@ -205,11 +205,11 @@ func TestGroupSlowMemberIsolated(t *testing.T) {
 	require.NotZero(t, cutAfter, "the stuck member was not cut within %v", 3*wt)
 	ce := srv.CloseOf(t, stuckSS).Err
 	assert.Equal(t, netmsg.CloseSlowConsumer.String(), ce.Reason.String(), "the stuck member's close: %v", ce)
-	assert.GreaterOrEqual(t, srv.Srv.Stats().SlowConsumers, uint64(1))
+	assert.GreaterOrEqual(t, srv.Stats().SlowConsumers, uint64(1))
 	assert.False(t, room.Contains(stuckSS), "a closed member leaves the room")
 
 	for i, p := range players {
-		require.Eventually(t, func() bool { return p.count() == sent }, hdWait, time.Millisecond,
+		require.Eventually(t, func() bool { return p.count() == sent }, nettest.Wait, time.Millisecond,
 			"player %d got %d of %d", i, p.count(), sent)
 	}
 	worst := time.Duration(0)

@@ -52,8 +52,9 @@ func (c *Conn) WriteFrames(fs []Frame) error {
 		// A field, not a local: a local net.Buffers escapes through
 		// WriteTo, one allocation per write.
 		c.nb = bufs
-		_, err := c.nb.WriteTo(c.nc.Conn) // writev; consumes c.nb
+		n, err := c.nb.WriteTo(c.nc.Conn) // writev; consumes c.nb
 		c.nb = nil
+		c.nc.tx.Add(uint64(n))
 		clear(bufs)
 		return err
 	}
@@ -66,7 +67,8 @@ func (c *Conn) WriteFrames(fs []Frame) error {
 		out = append(out, b...)
 	}
 	clear(bufs)
-	_, err := c.nc.Conn.Write(out)
+	n, err := c.nc.Conn.Write(out)
+	c.nc.tx.Add(uint64(n))
 	if cap(c.scratch) > 256<<10 {
 		c.scratch = nil
 	}
