@@ -164,7 +164,7 @@ export class Client {
    * function that removes it. One request handler per type: a second
    * registration throws. Handlers may be registered at any time.
    */
-  handle<Req, Resp>(t: RequestType<Req, Resp>, handler: RequestHandler<Req, Resp>): () => void {
+  handle<Req, Resp>(t: RequestType<Req, Resp>, handler: RequestHandler<NoInfer<Req>, NoInfer<Resp>>): () => void {
     return this.#handlers.handle(t, handler);
   }
 
@@ -173,7 +173,7 @@ export class Client {
    * function that removes it. All handlers of a type run, in registration
    * order.
    */
-  on<T>(t: MessageType<T>, handler: MessageHandler<T>): () => void {
+  on<T>(t: MessageType<T>, handler: MessageHandler<NoInfer<T>>): () => void {
     return this.#handlers.on(t, handler);
   }
 

@@ -51,10 +51,14 @@ export class MalformedEnvelopeError extends Error {
 const WIRE_VARINT = 0;
 const WIRE_I64 = 1;
 const WIRE_LEN = 2;
+const WIRE_SGROUP = 3;
+const WIRE_EGROUP = 4;
 const WIRE_I32 = 5;
 
 const utf8Encoder = new TextEncoder();
-const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
+// Not fatal: like the Go side's decoder, invalid UTF-8 in a string field is
+// no reason to drop the connection (it becomes U+FFFD).
+const utf8Decoder = new TextDecoder("utf-8");
 
 const TWO_32 = 0x1_0000_0000;
 
@@ -157,9 +161,10 @@ export function encodeEnvelope(e: Partial<Envelope> & { kind: Kind }): Uint8Arra
     const keys = Object.keys(e.metadata).sort(compareUTF16AsBytes);
     for (const k of keys) {
       const v = e.metadata[k] ?? "";
+      // Map entries carry both fields, also when empty, as Go writes them.
       w.message(7, (m) => {
-        if (k) m.string(1, k);
-        if (v) m.string(2, v);
+        m.string(1, k);
+        m.string(2, v);
       });
     }
   }
@@ -230,7 +235,7 @@ class Reader {
     return b;
   }
 
-  skip(wire: number, what: string): void {
+  skip(wire: number, what: string, field = 0, depth = 0): void {
     switch (wire) {
       case WIRE_VARINT:
         this.varint(what);
@@ -244,8 +249,20 @@ class Reader {
       case WIRE_I32:
         this.advance(4, what);
         return;
+      case WIRE_SGROUP:
+        // A deprecated group: skip its fields up to the matching end.
+        if (depth >= 100) throw new MalformedEnvelopeError(what + ": groups nested too deeply");
+        for (;;) {
+          if (this.done()) throw new MalformedEnvelopeError(what + ": unterminated group");
+          const [f, w] = this.tag();
+          if (w === WIRE_EGROUP) {
+            if (f !== field) throw new MalformedEnvelopeError(what + ": mismatched end of group");
+            return;
+          }
+          this.skip(w, what, f, depth + 1);
+        }
     }
-    throw new MalformedEnvelopeError(what + ": unsupported wire type " + wire);
+    throw new MalformedEnvelopeError(what + ": unexpected wire type " + wire);
   }
 
   private advance(n: number, what: string): void {
@@ -270,20 +287,17 @@ function expectWire(field: number, got: number, want: number): void {
   }
 }
 
-function decodeString(b: Uint8Array, what: string): string {
-  try {
-    return utf8Decoder.decode(b);
-  } catch {
-    throw new MalformedEnvelopeError(what + ": invalid UTF-8");
-  }
+function decodeString(b: Uint8Array): string {
+  return utf8Decoder.decode(b);
 }
 
 /**
  * Decodes a protobuf envelope. Unknown fields are skipped, the last value of
  * a repeated scalar field wins (as in every protobuf runtime), and a known
- * field with the wrong wire type, an unknown or unspecified kind, invalid
- * UTF-8 in a string, or more than maxMetadataEntries metadata entries is
- * rejected with a MalformedEnvelopeError. payload aliases data.
+ * field with the wrong wire type, an unknown or unspecified kind, or more
+ * than maxMetadataEntries metadata entries is rejected with a
+ * MalformedEnvelopeError, as the Go side's decoder does; invalid UTF-8 in a
+ * string field decodes to U+FFFD. payload aliases data.
  */
 export function decodeEnvelope(data: Uint8Array): Envelope {
   const r = new Reader(data);
@@ -309,7 +323,7 @@ export function decodeEnvelope(data: Uint8Array): Envelope {
       }
       case 3:
         expectWire(field, wire, WIRE_LEN);
-        e.type = decodeString(r.lengthDelimited("type"), "type");
+        e.type = decodeString(r.lengthDelimited("type"));
         break;
       case 4:
         expectWire(field, wire, WIRE_LEN);
@@ -329,7 +343,7 @@ export function decodeEnvelope(data: Uint8Array): Envelope {
         break;
       }
       default:
-        r.skip(wire, "field " + field);
+        r.skip(wire, "field " + field, field);
     }
   }
   if (typeof kind !== "number" || kind < Kind.Message || kind > Kind.Pong) {
@@ -352,9 +366,9 @@ function decodeError(b: Uint8Array, prev?: { code: number; message: string }): {
       out.code = Number(BigInt(c) & 0xffffffffn);
     } else if (field === 2) {
       if (wire !== WIRE_LEN) throw new MalformedEnvelopeError("error.message has wire type " + wire);
-      out.message = decodeString(r.lengthDelimited("error.message"), "error.message");
+      out.message = decodeString(r.lengthDelimited("error.message"));
     } else {
-      r.skip(wire, "error field " + field);
+      r.skip(wire, "error field " + field, field);
     }
   }
   return out;
@@ -368,11 +382,11 @@ function decodeEntry(b: Uint8Array): [string, string] {
     const [field, wire] = r.tag();
     if (field === 1 || field === 2) {
       if (wire !== WIRE_LEN) throw new MalformedEnvelopeError("metadata entry field has wire type " + wire);
-      const s = decodeString(r.lengthDelimited("metadata"), "metadata");
+      const s = decodeString(r.lengthDelimited("metadata"));
       if (field === 1) k = s;
       else v = s;
     } else {
-      r.skip(wire, "metadata field " + field);
+      r.skip(wire, "metadata field " + field, field);
     }
   }
   return [k, v];

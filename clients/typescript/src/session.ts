@@ -109,7 +109,8 @@ interface Inbound {
 type CloseMode = "graceful" | "drop" | "ended";
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
+// As Go's encoding/json does, invalid UTF-8 in a payload becomes U+FFFD.
+const decoder = new TextDecoder("utf-8");
 
 /** Encodes a payload as JSON bytes. */
 export function encodeJSON(v: unknown): Uint8Array {
@@ -121,6 +122,9 @@ export function encodeJSON(v: unknown): Uint8Array {
 export function decodeJSON(b: Uint8Array): unknown {
   return JSON.parse(decoder.decode(b));
 }
+
+/** How many unanswered PINGs a session times; older ones are forgotten. */
+const maxPingsOut = 8;
 
 /** How many given-up call ids a session remembers, to count late answers. */
 const maxAbandoned = 1024;
@@ -157,7 +161,7 @@ export class Session {
   #lastRx = Date.now();
   #tick: ReturnType<typeof setInterval> | undefined;
   #pingSeq = 0;
-  #pingSentAt = 0;
+  readonly #pingsOut = new Map<Id, number>(); // PINGs awaiting their PONG: id → performance.now()
   #rtt = 0;
   #graceTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -452,12 +456,14 @@ export class Session {
       case Kind.Ping:
         this.#reply({ kind: Kind.Pong, id: env.id, payload: env.payload });
         return;
-      case Kind.Pong:
-        if (env.id === this.#pingSeq && this.#pingSentAt > 0) {
-          this.#rtt = Date.now() - this.#pingSentAt;
-          this.#pingSentAt = 0;
+      case Kind.Pong: {
+        const sentAt = this.#pingsOut.get(env.id);
+        if (sentAt !== undefined) {
+          this.#pingsOut.delete(env.id);
+          this.#rtt = performance.now() - sentAt;
         }
         return;
+      }
       case Kind.Message:
         if (this.#cause) return; // arrived after the close began
         this.#enqueue({ env });
@@ -665,7 +671,8 @@ export class Session {
       }
       if (heartbeatInterval > 0 && this.pings) {
         this.#pingSeq++;
-        this.#pingSentAt = now; // an unanswered PING is superseded: only the latest is timed
+        this.#pingsOut.set(this.#pingSeq, performance.now());
+        if (this.#pingsOut.size > maxPingsOut) this.#pingsOut.delete(this.#pingSeq - maxPingsOut);
         this.#reply({ kind: Kind.Ping, id: this.#pingSeq });
       }
     }, period);

@@ -9,7 +9,8 @@
 //	POST /result             print the request body on stdout as "RESULT <body>" (the browser's report)
 //
 // Clients reach the server directly or through a relay (internal/faultnet)
-// that can blackhole a link. Once listening, it prints one JSON line on
+// that can blackhole a link. With -vectors it prints envelope test vectors
+// encoded by the Go code instead, and exits. Once listening, it prints one JSON line on
 // stdout: {"addr": "127.0.0.1:N", "relay": "127.0.0.1:M"}. It stops on
 // SIGINT or SIGTERM, or when stdin closes.
 package main
@@ -43,9 +44,16 @@ func main() {
 	static := flag.String("static", "", "serve `DIR` under /static/")
 	heartbeat := flag.Duration("heartbeat", time.Second, "the server's WebSocket ping interval")
 	receive := flag.Duration("receive", 5*time.Second, "the server's receive timeout")
+	vectors := flag.Bool("vectors", false, "print envelopes encoded by the Go code and the Go decoder's verdicts on malformed ones, as JSON, and exit")
 	flag.Parse()
 	log.SetFlags(log.Lmicroseconds)
 	log.SetPrefix("testserver: ")
+	if *vectors {
+		if err := printVectors(); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	if err := run(*addr, *static, *heartbeat, *receive); err != nil {
 		log.Fatal(err)
 	}
