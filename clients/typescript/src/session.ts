@@ -620,7 +620,7 @@ export class Session {
       if (code === Code.Internal && !(failure.err instanceof NetmsgError)) {
         this.#cfg.onError(failure.err);
       }
-      this.#reply({ kind: Kind.Error, id: env.id, type: env.type, error: { code, message } });
+      this.#reply({ kind: Kind.Error, id: env.id, error: { code, message } });
       return;
     }
     let payload: Uint8Array;

@@ -5,7 +5,8 @@
 // endpoints:
 //
 //	POST /control/blackhole  stop forwarding on the relay's newest link (a dead link)
-//	POST /control/restart    Shutdown the netmsg server (1001 with a reconnect hint), then serve a new one
+//	POST /control/restart    Shutdown the netmsg server (1001 with a reconnect hint), answer 503
+//	                         for downMs, then serve a new one (answered at once)
 //	POST /result             print the request body on stdout as "RESULT <body>" (the browser's report)
 //
 // Clients reach the server directly or through a relay (internal/faultnet)
@@ -94,10 +95,14 @@ func run(addr, static string, heartbeat, receive time.Duration) error {
 	})
 	mux.HandleFunc("POST /control/restart", func(w http.ResponseWriter, r *http.Request) {
 		down, _ := strconv.Atoi(r.URL.Query().Get("downMs"))
-		if err := st.restart(time.Duration(down) * time.Millisecond); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
+		// Answered at once: the caller watches its clients go and come back.
+		st.wg.Add(1)
+		go func() {
+			defer st.wg.Done()
+			if err := st.restart(time.Duration(down) * time.Millisecond); err != nil {
+				log.Printf("restart: %v", err)
+			}
+		}()
 		w.WriteHeader(http.StatusNoContent)
 	})
 	var outMu sync.Mutex

@@ -79,7 +79,9 @@ func printVectors() error {
 		out.Vectors = append(out.Vectors, v)
 	}
 
-	tag := func(b []byte, num protowire.Number, typ protowire.Type) []byte { return protowire.AppendTag(b, num, typ) }
+	tag := func(b []byte, num protowire.Number, typ protowire.Type) []byte {
+		return protowire.AppendTag(b, num, typ)
+	}
 	kind := func(k uint64) []byte { return protowire.AppendVarint(tag(nil, 1, protowire.VarintType), k) }
 	many := kind(1)
 	for range wire.MaxMetadataEntries + 1 {
@@ -93,6 +95,8 @@ func printVectors() error {
 		{"kind 0", kind(0)},
 		{"kind 1", kind(1)},
 		{"kind 5", kind(5)},
+		{"kind 6 (PING)", kind(6)},
+		{"kind 7 (PONG)", kind(7)},
 		{"kind 8", kind(8)},
 		{"kind 2^32+1", kind(1<<32 + 1)},
 		{"truncated varint", []byte{0x08, 0x80}},
