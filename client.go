@@ -357,6 +357,7 @@ func (c *Client) dial(ctx context.Context) (*Session, error) {
 	}
 	c.setup = s
 	c.mu.Unlock()
+	c.ep.observeOpen(s)
 	c.ep.startReading(s)
 	return s, nil
 }
@@ -447,6 +448,7 @@ func (c *Client) retry(ctx context.Context, cause error) (*Session, error) {
 			a := ReconnectAttempt{Attempt: attempt, Delay: d, Err: cause}
 			c.ep.callback("OnReconnectAttempt", func() { f(a) })
 		}
+		c.ep.observeReconnect(ReconnectAttempt{Attempt: attempt, Delay: d, Err: cause})
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:

@@ -15,7 +15,8 @@ import (
 type endpoint struct {
 	cfg    *config
 	reg    registry
-	client bool // this end is a Client: its peers are servers
+	client bool          // this end is a Client: its peers are servers
+	ix     *interception // nil without interceptors
 
 	// wg counts every goroutine started for sessions: read loops, writers,
 	// dispatcher workers and callback runners. goroutines counts the same
@@ -64,6 +65,7 @@ func (ep *endpoint) handlerRegistry() *registry { return &ep.reg }
 // init makes the endpoint's channels; NewServer and NewClient call it.
 func (ep *endpoint) init(cfg *config) {
 	ep.cfg = cfg
+	ep.ix = newInterception(cfg.interceptors)
 	ep.work = make(chan *Session)
 	ep.flushes = make(chan *outbound)
 	ep.stopping = make(chan struct{})
@@ -124,6 +126,7 @@ func (ep *endpoint) detach(s *Session, ce *CloseError) {
 // The session's per-session values are dropped after the close callbacks
 // it has queued, so OnSessionClose can still read them.
 func (ep *endpoint) sessionClosed(s *Session, ce *CloseError) {
+	ep.observeClose(s, ce)
 	if ep.closed != nil {
 		ep.closed(s, ce)
 	}

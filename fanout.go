@@ -25,6 +25,16 @@ func (srv *Server) broadcast(ctx context.Context, t fanTarget, msg any, except [
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if srv.ep.ix != nil {
+		return srv.ep.broadcastIntercepted(ctx, t.group, msg, func(ctx context.Context, msg any) error {
+			return srv.broadcastValue(ctx, t, msg, except)
+		})
+	}
+	return srv.broadcastValue(ctx, t, msg, except)
+}
+
+// broadcastValue is broadcast past its interceptors.
+func (srv *Server) broadcastValue(ctx context.Context, t fanTarget, msg any, except []*Session) error {
 	m := fanMsg{name: TypeName(msg), v: msg, md: outgoingMetadata(ctx), limit: srv.cfg.maxMessageSize}
 	_, err := srv.fanOut(t, &m, exceptSet{sessions: except})
 	return err

@@ -62,10 +62,13 @@ func NewServer(opts ...ServerOption) *Server {
 	srv.ep.detached = srv.sessionDetached
 	srv.ep.closed = srv.sessionClosed
 	for _, s := range srv.cfg.serializers {
-		p := serializer.Subprotocol(s)
-		if _, dup := srv.accepts[p]; !dup {
-			srv.accepts[p] = s
-			srv.protos = append(srv.protos, p)
+		// Revision 2 first: a client offering both gets the one that
+		// answers PING envelopes (docs/PROTOCOL.md).
+		for _, p := range []string{SubprotocolV2Prefix + s.Name(), serializer.Subprotocol(s)} {
+			if _, dup := srv.accepts[p]; !dup {
+				srv.accepts[p] = s
+				srv.protos = append(srv.protos, p)
+			}
 		}
 	}
 	srv.upgrader = transport.NewUpgrader(srv.cfg.transportOptions(), srv.protos, srv.cfg.handshakeTimeout)
@@ -145,6 +148,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	srv.sessions[id] = s
 	closing := srv.closing
 	srv.mu.Unlock()
+	srv.ep.observeOpen(s)
 	if open := srv.cfg.onSessionOpen; open != nil && !closing {
 		// OnSessionOpen runs before any message or request is handled, but
 		// with the session reading, so that it can itself call the client:
@@ -301,6 +305,15 @@ func (srv *Server) SessionCount() int {
 // noSerializerText is in the 400 answer to a client that offers no
 // serializer the server accepts; the client recognises it as permanent.
 const noSerializerText = "no supported serializer"
+
+// SubprotocolV2Prefix is the WebSocket subprotocol prefix of protocol
+// revision 2: revision 1 (serializer.SubprotocolPrefix, "netmsg.v1.") plus
+// the PING and PONG envelopes that let a peer without access to WebSocket
+// ping frames (a browser) probe the link. A server accepts
+// "netmsg.v2.<serializer>" and "netmsg.v1.<serializer>" for each of its
+// serializers and prefers revision 2; both sides of the library answer a PING
+// envelope on either revision. See docs/PROTOCOL.md.
+const SubprotocolV2Prefix = "netmsg.v2."
 
 // shutdownHint is the reconnect hint a draining server sends in its 1001 close.
 const shutdownHint = 500 * time.Millisecond

@@ -163,6 +163,14 @@ func (s *Session) Send(ctx context.Context, msg any) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if s.ep.ix != nil {
+		return s.sendIntercepted(ctx, msg)
+	}
+	return s.send(ctx, msg)
+}
+
+// send is Send past its interceptors.
+func (s *Session) send(ctx context.Context, msg any) error {
 	f, err := s.encode(wire.KindMessage, 0, TypeName(msg), msg, 0, outgoingMetadata(ctx))
 	if err != nil {
 		return err

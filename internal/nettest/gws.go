@@ -26,6 +26,10 @@ type GwsConfig struct {
 	OnMessage func(c *gws.Conn, b []byte)
 	// Edit changes the client options before dialling (compression, sizes).
 	Edit func(*gws.ClientOption)
+	// Offer is the Sec-WebSocket-Protocol line DialGws sends instead of
+	// Subprotocol; with it set, DialGws leaves checking what the server
+	// selected (Conn.SubProtocol) to the test.
+	Offer string
 }
 
 // GwsPeer is a WebSocket connection made with gws that speaks netmsg's
@@ -89,7 +93,11 @@ func DialGws(t testing.TB, url string, cfg GwsConfig) *GwsPeer {
 	p := newGwsPeer(cfg)
 	// Set, not a map literal: gws looks the header up with Get.
 	h := http.Header{}
-	h.Set("Sec-WebSocket-Protocol", Subprotocol)
+	offer := Subprotocol
+	if cfg.Offer != "" {
+		offer = cfg.Offer
+	}
+	h.Set("Sec-WebSocket-Protocol", offer)
 	opt := &gws.ClientOption{Addr: url, RequestHeader: h, Recovery: gws.Recovery}
 	if cfg.Edit != nil {
 		cfg.Edit(opt)
@@ -99,7 +107,9 @@ func DialGws(t testing.TB, url string, cfg GwsConfig) *GwsPeer {
 		_ = resp.Body.Close()
 	}
 	require.NoError(t, err)
-	require.Equal(t, Subprotocol, conn.SubProtocol())
+	if cfg.Offer == "" {
+		require.Equal(t, Subprotocol, conn.SubProtocol())
+	}
 	p.Conn = conn
 	p.run(cfg.NoRead)
 	t.Cleanup(func() { p.stop(t) })
