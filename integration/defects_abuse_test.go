@@ -85,7 +85,7 @@ func TestDefectPingFlood(t *testing.T) {
 // frame counts what it holds, so the queue fills at 4 MiB of real memory
 // and the peer is cut as a slow consumer.
 func TestDefectDuplicateIDFlood(t *testing.T) {
-	const heapBound = 24 << 20 // the queue limit is 4 MiB; old core: ~40 MiB
+	const heapBound = 12 << 20 // 3 × the 4 MiB queue limit; old core: 19-40 MiB
 	rec := nettest.NewRecorder()
 	small := func(c *net.TCPConn) { _ = c.SetWriteBuffer(64 << 10); _ = c.SetReadBuffer(64 << 10) }
 	srv := nettest.StartServerOn(t, nettest.Listen{Tune: small}, rec.ServerOptions()...)
