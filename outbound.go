@@ -1,7 +1,9 @@
 package netmsg
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -417,6 +419,16 @@ func (o *outbound) flush() {
 		}
 		if err != nil {
 			o.writing = false
+			if errors.Is(err, net.ErrClosed) {
+				// This side closed the socket: Close or Kill (the session's
+				// cause is set already), or gws on the read loop after the
+				// peer's close frame or a read error. The read loop ends now
+				// and ended records why; a network error recorded here would
+				// win over the peer's close code and its reconnect hint.
+				o.state = outDone
+				o.mu.Unlock()
+				return
+			}
 			o.mu.Unlock()
 			o.s.writeFailed(err)
 			return
