@@ -19,6 +19,7 @@ import (
 
 // The subjects a cluster uses on its broker.
 const (
+	subjectNodes     = "nodes"  // presence: hellos and byes
 	subjectAll       = "all"    // broadcasts to every session
 	subjectNodeRoot  = "node."  // + node id: sends, requests and cancels for the node's sessions
 	subjectGroupRoot = "group." // + group token: broadcasts to a group's members
@@ -32,6 +33,12 @@ const (
 // session id names its node (the id's prefix), and "nobody has it" is still
 // answered at once: by the node itself when the session is gone, and by the
 // broker ("no responders") when the node is.
+//
+// "No responders" is also what a node's sessions look like while that node
+// is reconnecting to the broker. So nodes say hello on "nodes" every
+// presenceInterval, and bye when they shut down: no responders from a node
+// heard from within presenceTimeout means ErrBrokerUnavailable (try again),
+// not ErrNoSession.
 type node struct {
 	srv *Server
 	b   Broker
@@ -47,7 +54,23 @@ type node struct {
 	forward map[fwdKey]context.CancelFunc // requests of other nodes running here
 
 	sers map[string]serializer.Serializer // by Name, the server's serializers
+
+	seenMu   sync.Mutex
+	seen     map[string]time.Time                // other nodes, when last heard from
+	calls    map[string]map[*remoteCall]struct{} // calls waiting for another node's answer, by node
+	wasDown  bool                                // the last hello could not be published
+	poke     chan struct{}                       // a new node said hello: say hello back now
+	stop     chan struct{}                       // closed by close: the presence goroutine exits
+	stopped  chan struct{}                       // closed when it has
+	stopOnce sync.Once
 }
+
+// Presence: how often a node says hello, and how long after the last hello
+// its silence means "reconnecting" rather than "gone".
+const (
+	presenceInterval = time.Second
+	presenceTimeout  = 3 * presenceInterval
+)
 
 type fwdKey struct {
 	origin string
@@ -64,7 +87,9 @@ func newNodeID() string {
 
 func newNode(srv *Server, b Broker) *node {
 	n := &node{srv: srv, b: b, id: newNodeID(), forward: make(map[fwdKey]context.CancelFunc),
-		sers: make(map[string]serializer.Serializer)}
+		sers: make(map[string]serializer.Serializer), seen: make(map[string]time.Time),
+		calls: make(map[string]map[*remoteCall]struct{}),
+		poke:  make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	n.gate.init()
 	for _, s := range srv.cfg.serializers {
 		if _, dup := n.sers[s.Name()]; !dup {
@@ -77,6 +102,7 @@ func newNode(srv *Server, b Broker) *node {
 	}{
 		{subjectNodeRoot + n.id, n.handleNode},
 		{subjectAll, n.handleBroadcast},
+		{subjectNodes, n.handlePresence},
 	} {
 		unsub, err := b.Subscribe(sub.subject, sub.h)
 		if err != nil {
@@ -86,6 +112,11 @@ func newNode(srv *Server, b Broker) *node {
 		}
 		n.unsubs = append(n.unsubs, unsub)
 	}
+	if n.subErr != nil {
+		close(n.stopped)
+		return n
+	}
+	go n.presence()
 	return n
 }
 
@@ -112,6 +143,8 @@ func nodeOf(sessionID string) string {
 // close stops the node answering for its sessions: it unsubscribes from
 // everything and waits for the broker callbacks in progress to return.
 func (n *node) close() {
+	n.stopOnce.Do(func() { close(n.stop) })
+	<-n.stopped
 	n.unsubMu.Lock()
 	unsubs := n.unsubs
 	n.unsubs = nil
@@ -120,6 +153,122 @@ func (n *node) close() {
 	for _, u := range unsubs {
 		u()
 	}
+	if n.subErr == nil {
+		n.say(cluster.KindBye)
+	}
+}
+
+// presence says hello now, every presenceInterval and when a new node said
+// hello, until close.
+func (n *node) presence() {
+	defer close(n.stopped)
+	t := time.NewTicker(presenceInterval)
+	defer t.Stop()
+	for {
+		ok := n.say(cluster.KindHello)
+		n.seenMu.Lock()
+		if ok && n.wasDown {
+			// Back after an outage: the others were silent because this
+			// node could not hear them. They get a presenceTimeout from
+			// now to say hello again.
+			now := time.Now()
+			for id := range n.seen {
+				n.seen[id] = now
+			}
+		}
+		n.wasDown = !ok
+		for id, at := range n.seen {
+			if time.Since(at) > presenceTimeout && ok {
+				delete(n.seen, id)
+				n.gone(id)
+			}
+		}
+		n.seenMu.Unlock()
+		select {
+		case <-t.C:
+		case <-n.poke:
+		case <-n.stop:
+			return
+		}
+	}
+}
+
+// say publishes a hello or a bye, and reports whether it went out.
+func (n *node) say(k cluster.Kind) bool {
+	m := cluster.Msg{Kind: k, Origin: []byte(n.id)}
+	ctx, cancel := context.WithTimeout(context.Background(), presenceInterval)
+	defer cancel()
+	return n.b.Publish(ctx, subjectNodes, m.Append(nil)) == nil
+}
+
+func (n *node) handlePresence(data []byte, _ func([]byte) error) {
+	var m cluster.Msg
+	if err := m.Decode(data); err != nil || string(m.Origin) == n.id {
+		return
+	}
+	n.seenMu.Lock()
+	defer n.seenMu.Unlock()
+	switch m.Kind {
+	case cluster.KindHello:
+		if _, known := n.seen[string(m.Origin)]; !known {
+			select { // a newcomer learns of this node without waiting for its tick
+			case n.poke <- struct{}{}:
+			default:
+			}
+		}
+		n.seen[string(m.Origin)] = time.Now()
+	case cluster.KindBye:
+		delete(n.seen, string(m.Origin))
+		n.gone(string(m.Origin))
+	}
+}
+
+// remoteCall is a call waiting for another node's answer.
+type remoteCall struct{ cancel context.CancelCauseFunc }
+
+// errNodeGone ends the calls waiting for a node that left the cluster.
+var errNodeGone = errors.New("node gone")
+
+// gone fails the calls waiting for node id, which said bye or fell silent:
+// like a session whose heartbeat stopped, the answer is not coming.
+// n.seenMu is held.
+func (n *node) gone(id string) {
+	for c := range n.calls[id] {
+		c.cancel(errNodeGone)
+	}
+	delete(n.calls, id)
+}
+
+// track registers a call waiting for node id; untrack removes it.
+func (n *node) track(id string, c *remoteCall) {
+	n.seenMu.Lock()
+	defer n.seenMu.Unlock()
+	set := n.calls[id]
+	if set == nil {
+		set = make(map[*remoteCall]struct{})
+		n.calls[id] = set
+	}
+	set[c] = struct{}{}
+}
+
+func (n *node) untrack(id string, c *remoteCall) {
+	n.seenMu.Lock()
+	defer n.seenMu.Unlock()
+	if set := n.calls[id]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(n.calls, id)
+		}
+	}
+}
+
+// present reports whether node id said hello within presenceTimeout (or
+// this node was cut off from the broker meanwhile).
+func (n *node) present(id string) bool {
+	n.seenMu.Lock()
+	defer n.seenMu.Unlock()
+	at, ok := n.seen[id]
+	return ok && (n.wasDown || time.Since(at) <= presenceTimeout)
 }
 
 // ---- the calling side ----
@@ -273,13 +422,22 @@ func (n *node) encodeMsg(m *cluster.Msg, ctx context.Context, v any) ([]byte, er
 
 // request asks the node nodeID and decodes its reply into r.
 func (n *node) request(ctx context.Context, nodeID, sessionID string, data []byte, r *cluster.Reply) error {
-	rdata, err := n.b.Request(ctx, subjectNodeRoot+nodeID, data)
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	c := &remoteCall{cancel: cancel}
+	n.track(nodeID, c)
+	rdata, err := n.b.Request(rctx, subjectNodeRoot+nodeID, data)
+	n.untrack(nodeID, c)
 	switch {
 	case err == nil:
+	case errors.Is(err, ErrNoResponders) && n.present(nodeID):
+		return fmt.Errorf("netmsg: session %s: %w: its node %s is in the cluster but not answering (reconnecting to the broker?)", sessionID, ErrBrokerUnavailable, nodeID)
 	case errors.Is(err, ErrNoResponders):
 		return ErrNoSession // no node has the id (its node is gone)
 	case ctx.Err() != nil:
 		return fmt.Errorf("netmsg: session %s on node %s: %w", sessionID, nodeID, ctx.Err())
+	case context.Cause(rctx) == errNodeGone:
+		return fmt.Errorf("netmsg: session %s: its node %s left the cluster while the call waited: %w", sessionID, nodeID, ErrNoSession)
 	default:
 		return fmt.Errorf("netmsg: session %s on node %s: %w", sessionID, nodeID, err)
 	}

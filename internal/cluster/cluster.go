@@ -1,7 +1,7 @@
 // Package cluster is the codec of what the Servers of one cluster say to each
 // other through a broker: one-way sends, requests and their cancels addressed
-// to a node, broadcasts addressed to every node or to a group's nodes, and
-// the replies to sends and requests.
+// to a node, broadcasts addressed to every node or to a group's nodes,
+// the nodes' presence, and the replies to sends and requests.
 //
 // The format is private to the library and versioned by its first byte. Every
 // string and byte field is a varint length and its bytes; numbers are
@@ -28,6 +28,8 @@ const (
 	KindRequest   Kind = 2 // send a request to a session and reply with its answer
 	KindCancel    Kind = 3 // the caller of a request gave up; not replied to
 	KindBroadcast Kind = 4 // a message for every session, or a group's members, of the node
+	KindHello     Kind = 5 // the origin node is in the cluster (sent periodically)
+	KindBye       Kind = 6 // the origin node is leaving the cluster
 )
 
 // MaxPayloads bounds the serializers one Msg carries payloads for.
@@ -92,7 +94,7 @@ func (m *Msg) Decode(data []byte) error {
 		return fmt.Errorf("%w: version", ErrMalformed)
 	}
 	m.Kind = Kind(data[1])
-	if m.Kind < KindSend || m.Kind > KindBroadcast {
+	if m.Kind < KindSend || m.Kind > KindBye {
 		return fmt.Errorf("%w: kind %d", ErrMalformed, data[1])
 	}
 	d := decoder{b: data[2:]}
