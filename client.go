@@ -393,6 +393,7 @@ func (c *Client) dial(ctx context.Context) (*Session, error) {
 	c.setup = s
 	c.cur.Store(int32(c.next))
 	c.mu.Unlock()
+	c.ep.observeOpen(s)
 	c.ep.startReading(s)
 	return s, nil
 }
@@ -484,6 +485,7 @@ func (c *Client) retry(ctx context.Context, cause error) (*Session, error) {
 			a := ReconnectAttempt{Attempt: attempt, Delay: d, Err: cause, URL: c.urls[c.next].raw}
 			c.ep.callback("OnReconnectAttempt", func() { f(a) })
 		}
+		c.ep.observeReconnect(ReconnectAttempt{Attempt: attempt, Delay: d, Err: cause})
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:

@@ -15,7 +15,8 @@ import (
 type endpoint struct {
 	cfg    *config
 	reg    registry
-	client bool // this end is a Client: its peers are servers
+	client bool          // this end is a Client: its peers are servers
+	ix     *interception // nil without interceptors
 
 	// wg counts every goroutine started for sessions: read loops, writers,
 	// dispatcher workers and callback runners. goroutines counts the same
@@ -44,6 +45,9 @@ type endpoint struct {
 	// owner's report (OnSessionClose).
 	closed func(*Session, *CloseError)
 
+	// groups is the server's group membership; nil on a client.
+	groups *groupSet
+
 	stats endpointStats
 }
 
@@ -61,6 +65,7 @@ func (ep *endpoint) handlerRegistry() *registry { return &ep.reg }
 // init makes the endpoint's channels; NewServer and NewClient call it.
 func (ep *endpoint) init(cfg *config) {
 	ep.cfg = cfg
+	ep.ix = newInterception(cfg.interceptors)
 	ep.work = make(chan *Session)
 	ep.flushes = make(chan *outbound)
 	ep.stopping = make(chan struct{})
@@ -118,11 +123,14 @@ func (ep *endpoint) detach(s *Session, ce *CloseError) {
 }
 
 // sessionClosed runs once a closed session's drain is over.
+// The session's per-session values are dropped after the close callbacks
+// it has queued, so OnSessionClose can still read them.
 func (ep *endpoint) sessionClosed(s *Session, ce *CloseError) {
-	s.ext.Store(nil)
+	ep.observeClose(s, ce)
 	if ep.closed != nil {
 		ep.closed(s, ce)
 	}
+	s.releaseExt()
 }
 
 // waitGoroutines waits until every goroutine the endpoint started has exited,

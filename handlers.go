@@ -39,8 +39,10 @@ type MessageHandler[T any] func(ctx context.Context, s *Session, msg T)
 // RequestHandler answers a request of type Req with its declared response
 // type. ctx carries the caller's deadline and ends when the caller cancels,
 // the deadline passes or the session closes. An *Error reaches the caller with
-// its code and message; any other error reaches it as CodeInternal
-// "internal error" and is reported locally through OnError.
+// its code and message; context.DeadlineExceeded and context.Canceled (also
+// wrapped, as ctx.Err() returns them) reach it as CodeDeadlineExceeded and
+// CodeCanceled; any other error reaches it as CodeInternal "internal error"
+// and is reported locally through OnError.
 type RequestHandler[Req Request[Resp], Resp any] func(ctx context.Context, s *Session, req Req) (Resp, error)
 
 // Registrar is where handlers are registered: *Server and *Client.
@@ -67,17 +69,23 @@ func AddRequestHandler[Req Request[Resp], Resp any](r Registrar, h RequestHandle
 		panic("netmsg: AddRequestHandler with a nil handler")
 	}
 	ti := newTypeInfo[Req]()
+	run := func(ctx context.Context, s *Session, req Req) (any, error) {
+		resp, err := h(ctx, s, req)
+		if err != nil {
+			return nil, err
+		}
+		return resp, nil
+	}
 	return r.handlerRegistry().addRequest(ti, func(ctx context.Context, s *Session, in *inbound) (any, error) {
 		req, err := decodeAs[Req](s.ser, in.env.Payload)
 		in.closeMsg()
 		if err != nil {
 			return nil, Errorf(CodeInvalidArgument, "cannot decode %s: %v", ti.name, err)
 		}
-		resp, err := h(ctx, s, req)
-		if err != nil {
-			return nil, err
+		if s.ep.ix != nil {
+			return interceptRequest(ctx, s, ti.name, req, run)
 		}
-		return resp, nil
+		return run(ctx, s, req)
 	})
 }
 
@@ -106,6 +114,15 @@ func SendRequest[Resp any](ctx context.Context, p Peer, req Request[Resp]) (Resp
 	if err != nil {
 		return zero, err
 	}
+	if s.ep.ix != nil {
+		return sendRequestIntercepted(ctx, s, req, deadline)
+	}
+	return sendRequestOn(ctx, s, req, deadline)
+}
+
+// sendRequestOn is SendRequest on s, past its interceptors.
+func sendRequestOn[Resp any](ctx context.Context, s *Session, req Request[Resp], deadline time.Time) (Resp, error) {
+	var zero Resp
 	in, err := s.call(ctx, req, deadline)
 	if err != nil {
 		return zero, err
@@ -206,10 +223,19 @@ func (l messageList[T]) dispatch(ctx context.Context, s *Session, in *inbound) e
 	if err != nil {
 		return err
 	}
+	if s.ep.ix != nil {
+		interceptMessage(ctx, s, msg, l.run)
+		return nil
+	}
+	l.run(ctx, s, msg)
+	return nil
+}
+
+// run calls every handler in the list with msg, in registration order.
+func (l messageList[T]) run(ctx context.Context, s *Session, msg T) {
 	for _, h := range l {
 		h.h(ctx, s, msg)
 	}
-	return nil
 }
 
 // entry is what one wire type name maps to. Entries are immutable; a change

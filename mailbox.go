@@ -3,7 +3,6 @@ package netmsg
 import (
 	"context"
 	"fmt"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -347,8 +346,29 @@ func (s *Session) OnMessage(msg *transport.Message) {
 		in.ctx = s.ctx
 		s.mbox.push(in)
 	case wire.KindRequest:
+		if in.env.ID == 0 {
+			// Its answer could name no request: the peer breaks the protocol.
+			in.recycle()
+			s.protocolError(fmt.Errorf("netmsg: received a REQUEST with id 0"), "request id 0")
+			return
+		}
 		s.acceptRequest(in)
+	case wire.KindPing:
+		s.answerPing(in)
+	case wire.KindPong:
+		// Its bytes have counted as life; nothing else is done with it.
+		in.recycle()
 	}
+}
+
+// answerPing queues a PONG with the PING's id and payload, from the read
+// loop. The answer goes through the outbound queue like any frame, so a peer
+// that sends PINGs and does not read runs into MaxQueuedBytes.
+func (s *Session) answerPing(in *inbound) {
+	f := getFrame()
+	f.b = wire.AppendHeaderAndPayload(f.b[:0], wire.KindPong, in.env.ID, "", in.env.Payload, 0, nil)
+	in.recycle()
+	_ = s.out.push(f)
 }
 
 func opcodeName(op transport.Opcode) string {
@@ -478,8 +498,7 @@ func (s *Session) handle(w *worker, in *inbound) {
 		s.ep.inUser.Add(-1)
 		w.set(nil, nil)
 		if r := recover(); r != nil {
-			s.ep.cfg.logger.Error("netmsg: message handler panicked", "type", e.name, "session", s.id, "panic", r, "stack", string(debug.Stack()))
-			s.ep.reportError(s, fmt.Errorf("netmsg: %s handler panicked: %v", e.name, r))
+			s.handlerPanicked("message", e.name, r)
 		}
 	}()
 	if err := e.messages.dispatch(in.ctx, s, in); err != nil {
@@ -544,9 +563,7 @@ func (s *Session) invoke(e *entry, in *inbound) (resp any, err error) {
 	defer func() {
 		s.ep.inUser.Add(-1)
 		if r := recover(); r != nil {
-			s.ep.cfg.logger.Error("netmsg: request handler panicked", "type", e.name, "session", s.id, "panic", r, "stack", string(debug.Stack()))
-			s.ep.reportError(s, fmt.Errorf("netmsg: %s handler panicked: %v", e.name, r))
-			resp, err = nil, NewError(CodeInternal, "internal error")
+			resp, err = nil, s.handlerPanicked("request", e.name, r)
 		}
 	}()
 	return e.request(in.ctx, s, in)

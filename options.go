@@ -49,6 +49,7 @@ type config struct {
 	logger            *slog.Logger
 	onError           func(*Session, error)
 	onUnhandled       func(*Session, string)
+	interceptors      []Interceptor
 }
 
 func defaultConfig() config {

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/netmsg/netmsg/internal/transport"
-	"github.com/netmsg/netmsg/internal/wire"
 	"github.com/netmsg/netmsg/serializer"
 )
 
@@ -34,6 +33,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[string]*Session
+	groups   groupSet
 	closing  bool
 	https    []*http.Server
 
@@ -60,13 +60,17 @@ func NewServer(opts ...ServerOption) *Server {
 		o.applyServer(&srv.cfg)
 	}
 	srv.ep.init(&srv.cfg.config)
+	srv.ep.groups = &srv.groups
 	srv.ep.detached = srv.sessionDetached
 	srv.ep.closed = srv.sessionClosed
 	for _, s := range srv.cfg.serializers {
-		p := serializer.Subprotocol(s)
-		if _, dup := srv.accepts[p]; !dup {
-			srv.accepts[p] = s
-			srv.protos = append(srv.protos, p)
+		// Revision 2 first: a client offering both gets the one that
+		// answers PING envelopes (docs/PROTOCOL.md).
+		for _, p := range []string{SubprotocolV2Prefix + s.Name(), serializer.Subprotocol(s)} {
+			if _, dup := srv.accepts[p]; !dup {
+				srv.accepts[p] = s
+				srv.protos = append(srv.protos, p)
+			}
 		}
 	}
 	srv.upgrader = transport.NewUpgrader(srv.cfg.transportOptions(), srv.protos, srv.cfg.handshakeTimeout)
@@ -149,6 +153,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	srv.sessions[id] = s
 	closing := srv.closing
 	srv.mu.Unlock()
+	srv.ep.observeOpen(s)
 	if open := srv.cfg.onSessionOpen; open != nil && !closing {
 		// OnSessionOpen runs before any message or request is handled, but
 		// with the session reading, so that it can itself call the client:
@@ -229,10 +234,14 @@ func (srv *Server) newSessionID() string {
 	return newSessionID()
 }
 
+// sessionDetached is the server's bookkeeping for a session whose
+// connection has ended: it is no longer one of the server's sessions, nor a
+// member of any group.
 func (srv *Server) sessionDetached(s *Session, _ *CloseError) {
 	srv.mu.Lock()
 	delete(srv.sessions, s.id)
 	srv.mu.Unlock()
+	srv.groups.leaveAll(s)
 }
 
 // sessionClosed reports a closed session once its drain is over, on its
@@ -307,39 +316,18 @@ func (srv *Server) SessionCount() int {
 	return n
 }
 
-// Broadcast sends msg to every open session. It encodes msg once per
-// serializer in use and never waits for a session's socket: each session's
-// writer sends it, so a slow session holds up no other (and is closed with
-// CloseSlowConsumer when its queue overflows). It returns an error when msg
-// cannot be encoded for a serializer; the sessions of the others still get it.
-func (srv *Server) Broadcast(ctx context.Context, msg any) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	name := TypeName(msg)
-	bySer := make(map[string][]*Session)
-	for s := range srv.Sessions() {
-		bySer[s.ser.Name()] = append(bySer[s.ser.Name()], s)
-	}
-	var errs []error
-	for _, list := range bySer {
-		f, err := encodeFrame(list[0].ser, srv.cfg.maxMessageSize, wire.KindMessage, 0, name, msg, 0, outgoingMetadata(ctx))
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		f.refs.Add(int32(len(list)))
-		for _, s := range list {
-			_ = s.out.push(f)
-		}
-		f.release()
-	}
-	return errors.Join(errs...)
-}
-
 // noSerializerText is in the 400 answer to a client that offers no
 // serializer the server accepts; the client recognises it as permanent.
 const noSerializerText = "no supported serializer"
+
+// SubprotocolV2Prefix is the WebSocket subprotocol prefix of protocol
+// revision 2: revision 1 (serializer.SubprotocolPrefix, "netmsg.v1.") plus
+// the PING and PONG envelopes that let a peer without access to WebSocket
+// ping frames (a browser) probe the link. A server accepts
+// "netmsg.v2.<serializer>" and "netmsg.v1.<serializer>" for each of its
+// serializers and prefers revision 2; both sides of the library answer a PING
+// envelope on either revision. See docs/PROTOCOL.md.
+const SubprotocolV2Prefix = "netmsg.v2."
 
 // shutdownHint is the reconnect hint a draining server sends in its 1001 close.
 const shutdownHint = 500 * time.Millisecond

@@ -56,12 +56,10 @@ type Session struct {
 	rtt   atomic.Int64
 
 	// ext holds what other parts of the library keep per session (group
-	// membership, typed values); it is released once the session has drained.
+	// membership, typed values; key.go): nil until first used, released
+	// once the session has drained and its close callbacks have run.
 	ext atomic.Pointer[sessionExt]
 }
-
-// sessionExt is per-session state owned by features outside the core.
-type sessionExt struct{}
 
 var (
 	sessionSeq    atomic.Uint64
@@ -165,6 +163,14 @@ func (s *Session) Send(ctx context.Context, msg any) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if s.ep.ix != nil {
+		return s.sendIntercepted(ctx, msg)
+	}
+	return s.send(ctx, msg)
+}
+
+// send is Send past its interceptors.
+func (s *Session) send(ctx context.Context, msg any) error {
 	f, err := s.encode(wire.KindMessage, 0, TypeName(msg), msg, 0, outgoingMetadata(ctx))
 	if err != nil {
 		return err

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/lxzan/gws"
 	"github.com/netmsg/netmsg"
 	"github.com/netmsg/netmsg/internal/wire"
@@ -46,44 +48,44 @@ func TestMalformedFrameClosesOnlyThatSession(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ev := itNewEvents()
-			srv := itStartServer(t, ev.Options()...)
+			ev := nettest.NewRecorder()
+			srv := nettest.StartServer(t, ev.ServerOptions()...)
 			itAddWhoAmI(srv)
 			notes := make(chan int, 4)
 			netmsg.AddMessageHandler(srv, func(ctx context.Context, s *netmsg.Session, m itNote) { notes <- m.Seq })
 
-			good := itConnect(t, srv.URL)
+			good := nettest.Connect(t, srv.URL)
 			goodID := itWhoAmIOf(t, good)
 			goodSess := good.Session()
-			itRecv(t, ev.open, "the good client's session")
+			nettest.Recv(t, ev.Open, "the good client's session")
 
-			raw := itDialRaw(t, srv.URL)
-			rawSess := itRecv(t, ev.open, "the raw client's session")
+			raw := nettest.DialGws(t, srv.URL, nettest.GwsConfig{})
+			rawSess := nettest.Recv(t, ev.Open, "the raw client's session")
 			require.NotEqual(t, goodID, rawSess.ID())
 			// A valid frame first: the raw client speaks the protocol.
 			raw.Send(t, valid)
-			assert.Equal(t, 1, itRecv(t, notes, "the raw client's valid message"))
+			assert.Equal(t, 1, nettest.Recv(t, notes, "the raw client's valid message"))
 
 			require.NoError(t, raw.Conn.WriteMessage(tc.op, tc.frame))
-			closed := itRecv(t, ev.closed, "OnSessionClose for the raw client")
+			closed := nettest.Recv(t, ev.Close, "OnSessionClose for the raw client")
 			require.Same(t, rawSess, closed.S, "the session that sent garbage is the one closed")
 			assert.Equal(t, netmsg.CloseProtocolError, closed.Err.Reason, "%v", closed.Err)
 			assert.EqualValues(t, 1002, closed.Err.Code, "%v", closed.Err)
 			assert.False(t, closed.Err.Remote, "the server closed it: %v", closed.Err)
 			assert.ErrorIs(t, closed.Err, netmsg.ErrClosed)
-			itRecv(t, rawSess.Done(), "the raw client's session to be done")
+			nettest.Recv(t, rawSess.Done(), "the raw client's session to be done")
 			assert.Same(t, closed.Err, rawSess.Err())
-			cerr := raw.WaitClosed(t)
-			assert.EqualValues(t, 1002, itGwsCloseCode(cerr), "the raw client got close code 1002: %v", cerr)
+			cerr := raw.NextClose(t)
+			assert.EqualValues(t, 1002, nettest.GwsCloseCode(cerr), "the raw client got close code 1002: %v", cerr)
 
 			// The good client is unaffected.
 			assert.Equal(t, goodID, itWhoAmIOf(t, good))
 			assert.Same(t, goodSess, good.Session())
 			assert.Nil(t, goodSess.Err())
 			require.NoError(t, good.Send(context.Background(), itNote{Seq: 2}))
-			assert.Equal(t, 2, itRecv(t, notes, "the good client's message"))
-			require.Eventually(t, func() bool { return srv.SessionCount() == 1 }, itWait, time.Millisecond)
-			itNone(t, ev.closed, 50*time.Millisecond, "another session closing")
+			assert.Equal(t, 2, nettest.Recv(t, notes, "the good client's message"))
+			require.Eventually(t, func() bool { return srv.SessionCount() == 1 }, nettest.Wait, time.Millisecond)
+			nettest.None(t, ev.Close, 50*time.Millisecond, "another session closing")
 		})
 	}
 }
@@ -93,8 +95,8 @@ func TestMalformedFrameClosesOnlyThatSession(t *testing.T) {
 // reported. The session carries on.
 func TestUndecodablePayload(t *testing.T) {
 	t.Parallel()
-	ev := itNewEvents()
-	srv := itStartServer(t, ev.Options()...)
+	ev := nettest.NewRecorder()
+	srv := nettest.StartServer(t, ev.ServerOptions()...)
 	itAddWhoAmI(srv)
 	calls := make(chan itEcho, 4)
 	netmsg.AddRequestHandler(srv, func(ctx context.Context, s *netmsg.Session, req itEcho) (itEchoReply, error) {
@@ -105,33 +107,33 @@ func TestUndecodablePayload(t *testing.T) {
 	netmsg.AddMessageHandler(srv, func(ctx context.Context, s *netmsg.Session, m itNote) { notes <- m })
 
 	t.Run("netmsg client", func(t *testing.T) {
-		cli := itConnect(t, srv.URL, netmsg.WithRequestTimeout(itLong))
+		cli := nettest.Connect(t, srv.URL, netmsg.WithRequestTimeout(itLong))
 		id := itWhoAmIOf(t, cli)
 		start := time.Now()
 		_, err := netmsg.SendRequest(context.Background(), cli, itEchoBadShape{Text: []int{1, 2}})
 		require.Error(t, err)
-		assert.Less(t, time.Since(start), itWait)
+		assert.Less(t, time.Since(start), nettest.Wait)
 		assert.Equal(t, netmsg.CodeInvalidArgument, netmsg.CodeOf(err), "%v", err)
 		var ne *netmsg.Error
 		require.ErrorAs(t, err, &ne)
 		assert.Contains(t, ne.Message, netmsg.TypeName(itEcho{}))
-		itNone(t, calls, 0, "a handler call for an undecodable request")
+		nettest.None(t, calls, 0, "a handler call for an undecodable request")
 
 		require.NoError(t, cli.Send(context.Background(), itNoteBadShape{Seq: "x"}))
-		rep := itRecv(t, ev.errs, "OnError for the undecodable message")
+		rep := nettest.Recv(t, ev.Errs, "OnError for the undecodable message")
 		assert.Contains(t, rep.Error(), netmsg.TypeName(itNote{}))
 		require.NoError(t, cli.Send(context.Background(), itNote{Seq: 3}))
-		assert.Equal(t, 3, itRecv(t, notes, "the next message").Seq, "the bad message was dropped, the next one handled")
+		assert.Equal(t, 3, nettest.Recv(t, notes, "the next message").Seq, "the bad message was dropped, the next one handled")
 
 		r, err := netmsg.SendRequest(context.Background(), cli, itEcho{Text: "fine"})
 		require.NoError(t, err)
 		assert.Equal(t, "ok:fine", r.Text)
-		assert.Equal(t, "fine", itRecv(t, calls, "the valid request").Text)
+		assert.Equal(t, "fine", nettest.Recv(t, calls, "the valid request").Text)
 		assert.Equal(t, id, itWhoAmIOf(t, cli))
 	})
 
 	t.Run("raw client", func(t *testing.T) {
-		raw := itDialRaw(t, srv.URL)
+		raw := nettest.DialGws(t, srv.URL, nettest.GwsConfig{})
 		name := netmsg.TypeName(itEcho{})
 		for i, payload := range []string{`not json`, `{"Text":5}`, `[1,2]`} {
 			id := uint64(100 + i)
@@ -142,7 +144,7 @@ func TestUndecodablePayload(t *testing.T) {
 			assert.EqualValues(t, netmsg.CodeInvalidArgument, env.ErrCode, "payload %q: %s", payload, env.ErrMsg)
 			assert.True(t, strings.Contains(env.ErrMsg, name), "payload %q: %s", payload, env.ErrMsg)
 		}
-		itNone(t, calls, 0, "a handler call for an undecodable request")
+		nettest.None(t, calls, 0, "a handler call for an undecodable request")
 
 		// An unknown type is answered with CodeUnimplemented, at once.
 		raw.Send(t, wire.AppendHeaderAndPayload(nil, wire.KindRequest, 200, "no.such.Type", []byte(`{}`), 0, nil))
@@ -161,7 +163,7 @@ func TestUndecodablePayload(t *testing.T) {
 		var r itEchoReply
 		require.NoError(t, json.Unmarshal([]byte(env.Payload), &r))
 		assert.Equal(t, "ok:raw", r.Text)
-		assert.Equal(t, "raw", itRecv(t, calls, "the valid request").Text)
+		assert.Equal(t, "raw", nettest.Recv(t, calls, "the valid request").Text)
 
 		// A response for an id the server never asked is dropped and counted.
 		before := srv.Stats()
@@ -171,7 +173,7 @@ func TestUndecodablePayload(t *testing.T) {
 		env = raw.NextEnvelope(t)
 		require.Equal(t, wire.KindResponse, env.Kind, "%+v", env)
 		assert.EqualValues(t, 301, env.ID)
-		itRecv(t, calls, "the request after the stray responses")
+		nettest.Recv(t, calls, "the request after the stray responses")
 		after := srv.Stats()
 		assert.Equal(t, before.UnknownResponses+2, after.UnknownResponses, "stray responses counted as unknown")
 		assert.Equal(t, before.LateResponses, after.LateResponses)
@@ -182,7 +184,7 @@ func TestUndecodablePayload(t *testing.T) {
 		env = raw.NextEnvelope(t)
 		require.Equal(t, wire.KindResponse, env.Kind, "%+v", env)
 		assert.EqualValues(t, 302, env.ID)
-		itRecv(t, calls, "the request after the stray cancel")
+		nettest.Recv(t, calls, "the request after the stray cancel")
 	})
 }
 
@@ -190,7 +192,7 @@ func TestUndecodablePayload(t *testing.T) {
 // first request is unaffected.
 func TestDuplicateRequestID(t *testing.T) {
 	t.Parallel()
-	srv := itStartServer(t)
+	srv := nettest.StartServer(t)
 	release := make(chan struct{})
 	started := make(chan string, 4)
 	netmsg.AddRequestHandler(srv, func(ctx context.Context, s *netmsg.Session, req itEcho) (itEchoReply, error) {
@@ -201,12 +203,12 @@ func TestDuplicateRequestID(t *testing.T) {
 		}
 		return itEchoReply{Text: "done:" + req.Text}, nil
 	})
-	raw := itDialRaw(t, srv.URL)
+	raw := nettest.DialGws(t, srv.URL, nettest.GwsConfig{})
 	name := netmsg.TypeName(itEcho{})
 	first, _ := json.Marshal(itEcho{Text: "first"})
 	second, _ := json.Marshal(itEcho{Text: "second"})
 	raw.Send(t, wire.AppendHeaderAndPayload(nil, wire.KindRequest, 7, name, first, 0, nil))
-	assert.Equal(t, "first", itRecv(t, started, "the first request"))
+	assert.Equal(t, "first", nettest.Recv(t, started, "the first request"))
 	raw.Send(t, wire.AppendHeaderAndPayload(nil, wire.KindRequest, 7, name, second, 0, nil))
 	env := raw.NextEnvelope(t)
 	assert.Equal(t, wire.KindError, env.Kind, "%+v", env)
@@ -217,5 +219,5 @@ func TestDuplicateRequestID(t *testing.T) {
 	require.Equal(t, wire.KindResponse, env.Kind, "%+v", env)
 	assert.EqualValues(t, 7, env.ID)
 	assert.Contains(t, env.Payload, "done:first")
-	itNone(t, started, 100*time.Millisecond, "the duplicate request's handler")
+	nettest.None(t, started, 100*time.Millisecond, "the duplicate request's handler")
 }

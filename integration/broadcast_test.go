@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/netmsg/netmsg"
 	"github.com/netmsg/netmsg/internal/testpb"
 	"github.com/netmsg/netmsg/serializer"
@@ -46,12 +48,12 @@ func TestBroadcastReachesEveryClientOnce(t *testing.T) {
 		n    = 50
 		msgs = 3
 	)
-	srv := itStartServer(t)
+	srv := nettest.StartServer(t)
 	var mu sync.Mutex
 	got := make([][]int, n)
 	all := make(chan struct{}, n*msgs)
 	for i := range n {
-		c := itNewClient(t, srv.URL)
+		c := nettest.NewClient(t, srv.URL)
 		netmsg.AddMessageHandler(c, func(ctx context.Context, s *netmsg.Session, m itNote) {
 			mu.Lock()
 			got[i] = append(got[i], m.Seq)
@@ -64,16 +66,16 @@ func TestBroadcastReachesEveryClientOnce(t *testing.T) {
 	}
 	// A client's Connect may return a moment before the server has
 	// registered its session; Broadcast reaches registered sessions.
-	require.Eventually(t, func() bool { return srv.SessionCount() == n }, itWait, time.Millisecond)
+	require.Eventually(t, func() bool { return srv.SessionCount() == n }, nettest.Wait, time.Millisecond)
 
 	for seq := range msgs {
 		require.NoError(t, srv.Broadcast(context.Background(), itNote{Seq: seq, Text: "all"}))
 	}
 	for i := range n * msgs {
-		itRecv(t, all, "broadcast delivery "+string(rune('0'+i%10)))
+		nettest.Recv(t, all, "broadcast delivery "+string(rune('0'+i%10)))
 	}
 	time.Sleep(200 * time.Millisecond) // room for duplicates to show up
-	itNone(t, all, 0, "a duplicate delivery")
+	nettest.None(t, all, 0, "a duplicate delivery")
 	mu.Lock()
 	defer mu.Unlock()
 	for i, g := range got {
@@ -94,15 +96,15 @@ func TestBroadcastMixedSerializers(t *testing.T) {
 	cp := &itCounting{Serializer: serializer.Protobuf{}}
 	require.Equal(t, "json", cj.Name())
 	require.Equal(t, "proto", cp.Name())
-	srv := itStartServer(t, netmsg.WithSerializer(cj, cp))
+	srv := nettest.StartServer(t, netmsg.WithSerializer(cj, cp))
 
 	jsonGot := make(chan string, 4*perSer)
 	protoGot := make(chan string, 4*perSer)
 	for range perSer {
-		jc := itNewClient(t, srv.URL) // JSON by default
+		jc := nettest.NewClient(t, srv.URL) // JSON by default
 		netmsg.AddMessageHandler(jc, func(ctx context.Context, s *netmsg.Session, m itEventJSON) { jsonGot <- m.Name })
 		netmsg.AddMessageHandler(jc, func(ctx context.Context, s *netmsg.Session, m itNote) { jsonGot <- "note:" + m.Text })
-		pc := itNewClient(t, srv.URL, netmsg.WithSerializer(serializer.Protobuf{}))
+		pc := nettest.NewClient(t, srv.URL, netmsg.WithSerializer(serializer.Protobuf{}))
 		netmsg.AddMessageHandler(pc, func(ctx context.Context, s *netmsg.Session, m *testpb.Event) { protoGot <- m.Name })
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		require.NoError(t, jc.Connect(ctx))
@@ -111,7 +113,7 @@ func TestBroadcastMixedSerializers(t *testing.T) {
 		assert.Equal(t, "json", jc.Session().Serializer().Name())
 		assert.Equal(t, "proto", pc.Session().Serializer().Name())
 	}
-	require.Eventually(t, func() bool { return srv.SessionCount() == 2*perSer }, itWait, time.Millisecond)
+	require.Eventually(t, func() bool { return srv.SessionCount() == 2*perSer }, nettest.Wait, time.Millisecond)
 	bySer := map[string]int{}
 	for s := range srv.Sessions() {
 		bySer[s.Serializer().Name()]++
@@ -121,8 +123,8 @@ func TestBroadcastMixedSerializers(t *testing.T) {
 	j0, p0 := cj.encodes.Load(), cp.encodes.Load()
 	require.NoError(t, srv.Broadcast(context.Background(), &testpb.Event{Name: "hello"}))
 	for range perSer {
-		assert.Equal(t, "hello", itRecv(t, jsonGot, "the JSON clients' copy"))
-		assert.Equal(t, "hello", itRecv(t, protoGot, "the protobuf clients' copy"))
+		assert.Equal(t, "hello", nettest.Recv(t, jsonGot, "the JSON clients' copy"))
+		assert.Equal(t, "hello", nettest.Recv(t, protoGot, "the protobuf clients' copy"))
 	}
 	assert.EqualValues(t, 1, cj.encodes.Load()-j0, "JSON encodes for one broadcast")
 	assert.EqualValues(t, 1, cp.encodes.Load()-p0, "protobuf encodes for one broadcast")
@@ -133,10 +135,10 @@ func TestBroadcastMixedSerializers(t *testing.T) {
 	require.Error(t, err)
 	assert.True(t, strings.Contains(err.Error(), "proto"), "the error names the serializer: %v", err)
 	for range perSer {
-		assert.Equal(t, "note:json only", itRecv(t, jsonGot, "the JSON clients' copy"))
+		assert.Equal(t, "note:json only", nettest.Recv(t, jsonGot, "the JSON clients' copy"))
 	}
 	time.Sleep(200 * time.Millisecond)
-	itNone(t, jsonGot, 0, "an extra JSON delivery")
-	itNone(t, protoGot, 0, "a protobuf delivery of an unencodable message")
+	nettest.None(t, jsonGot, 0, "an extra JSON delivery")
+	nettest.None(t, protoGot, 0, "a protobuf delivery of an unencodable message")
 	assert.Equal(t, 2*perSer, srv.SessionCount(), "a failed encode closes no session")
 }

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/netmsg/netmsg"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -46,8 +48,8 @@ func TestAuthorize(t *testing.T) {
 			return nil, errors.New("bad token")
 		}
 	}
-	ev := itNewEvents()
-	srv := itStartServer(t, ev.With(netmsg.WithAuthorize(authorize))...)
+	ev := nettest.NewRecorder()
+	srv := nettest.StartServer(t, ev.ServerOptions(netmsg.WithAuthorize(authorize))...)
 	netmsg.AddRequestHandler(srv, func(ctx context.Context, s *netmsg.Session, _ itWhoIs) (itWhoIsReply, error) {
 		h, _ := ctx.Value(itUserKey{}).(string)
 		c, _ := s.Context().Value(itUserKey{}).(string)
@@ -61,8 +63,8 @@ func TestAuthorize(t *testing.T) {
 
 	t.Run("accepted", func(t *testing.T) {
 		hdr := http.Header{"Authorization": {"Bearer alice"}, "X-Extra": {"1"}}
-		cli := itConnect(t, srv.URL, netmsg.WithHeader(hdr))
-		ss := itRecv(t, ev.open, "OnSessionOpen")
+		cli := nettest.Connect(t, srv.URL, netmsg.WithHeader(hdr))
+		ss := nettest.Recv(t, ev.Open, "OnSessionOpen")
 		assert.Equal(t, "alice", ss.Context().Value(itUserKey{}), "Session.Context() carries Authorize's values")
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -70,7 +72,7 @@ func TestAuthorize(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, itWhoIsReply{FromHandlerCtx: "alice", FromSessionCtx: "alice"}, r)
 		require.NoError(t, cli.Send(ctx, itNote{}))
-		assert.Equal(t, "alice", itRecv(t, msgUser, "the message handler"), "a message handler's ctx carries Authorize's values")
+		assert.Equal(t, "alice", nettest.Recv(t, msgUser, "the message handler"), "a message handler's ctx carries Authorize's values")
 		// The session's context outlives the handshake request.
 		assert.NoError(t, ss.Context().Err())
 		// The caller's header was not modified.
@@ -94,7 +96,7 @@ func TestAuthorize(t *testing.T) {
 			if tc.header != nil {
 				opts = append(opts, netmsg.WithHeader(tc.header))
 			}
-			c := itNewClient(t, srv.URL, opts...)
+			c := nettest.NewClient(t, srv.URL, opts...)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			err := c.Connect(ctx)
@@ -107,10 +109,10 @@ func TestAuthorize(t *testing.T) {
 			}
 			assert.NotContains(t, he.Body, "token", "the server does not echo Authorize's error text")
 			assert.Nil(t, c.Session())
-			itNone(t, ev.open, 0, "OnSessionOpen for a refused handshake")
+			nettest.None(t, ev.Open, 0, "OnSessionOpen for a refused handshake")
 		})
 	}
-	require.Eventually(t, func() bool { return srv.SessionCount() == 0 }, itWait, time.Millisecond)
+	require.Eventually(t, func() bool { return srv.SessionCount() == 0 }, nettest.Wait, time.Millisecond)
 	assert.Len(t, ev.Opened(), 1, "only the accepted client got a session")
 }
 
@@ -136,7 +138,7 @@ func TestTLSConfigNotModified(t *testing.T) {
 	before := cfg.Clone()
 	require.Empty(t, cfg.ServerName)
 	for i := range 2 { // twice: a config written into would differ the second time
-		cli := itConnect(t, url, netmsg.WithTLSConfig(cfg))
+		cli := nettest.Connect(t, url, netmsg.WithTLSConfig(cfg))
 		id := itWhoAmIOf(t, cli)
 		_, ok := srv.Session(id)
 		assert.True(t, ok, "round %d", i)
@@ -148,13 +150,13 @@ func TestTLSConfigNotModified(t *testing.T) {
 	}
 
 	// Without the test CA the handshake fails with a certificate error, promptly.
-	c := itNewClient(t, url, netmsg.WithTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}))
+	c := nettest.NewClient(t, url, netmsg.WithTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Now()
 	err := c.Connect(ctx)
 	require.Error(t, err)
-	assert.Less(t, time.Since(start), itWait)
+	assert.Less(t, time.Since(start), nettest.Wait)
 	assert.Contains(t, err.Error(), "certificate")
 }
 
@@ -243,7 +245,7 @@ func TestConnectHonoursCtxWhileDialling(t *testing.T) {
 				wg.Wait()
 			})
 
-			c := itNewClient(t, "ws://"+ln.Addr().String()+"/", tc.opts...)
+			c := nettest.NewClient(t, "ws://"+ln.Addr().String()+"/", tc.opts...)
 			ctx, cancel := tc.ctx()
 			defer cancel()
 			start := time.Now()
@@ -251,7 +253,7 @@ func TestConnectHonoursCtxWhileDialling(t *testing.T) {
 			took := time.Since(start)
 			require.Error(t, err)
 			assert.ErrorIs(t, err, tc.want)
-			assert.Less(t, took, itWait, "Connect returned late")
+			assert.Less(t, took, nettest.Wait, "Connect returned late")
 			assert.GreaterOrEqual(t, took, tc.minTook)
 			assert.Equal(t, netmsg.Disconnected, c.State())
 			if tc.minTook > 0 {
@@ -259,7 +261,7 @@ func TestConnectHonoursCtxWhileDialling(t *testing.T) {
 				select {
 				case err := <-hungUp:
 					assert.NoError(t, err, "the client's connection ended with EOF")
-				case <-time.After(itWait):
+				case <-time.After(nettest.Wait):
 					t.Fatal("the client did not close its connection")
 				}
 			}

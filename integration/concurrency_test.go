@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/netmsg/netmsg"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -38,7 +40,7 @@ func TestConcurrentRequests(t *testing.T) {
 			if tc.concurrency > 0 {
 				opts = append(opts, netmsg.WithSessionConcurrency(tc.concurrency))
 			}
-			srv := itStartServer(t, opts...)
+			srv := nettest.StartServer(t, opts...)
 
 			var mu sync.Mutex
 			running := make(map[string]int) // session → handlers running
@@ -61,7 +63,7 @@ func TestConcurrentRequests(t *testing.T) {
 
 			cls := make([]*netmsg.Client, clients)
 			for i := range cls {
-				cls[i] = itConnect(t, srv.URL)
+				cls[i] = nettest.Connect(t, srv.URL)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()

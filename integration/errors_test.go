@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/netmsg/netmsg"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -26,8 +28,8 @@ type itPanicNote struct{ Text string }
 // panic as CodeInternal; the session lives on.
 func TestHandlerErrorMapping(t *testing.T) {
 	t.Parallel()
-	ev := itNewEvents()
-	srv := itStartServer(t, ev.Options()...)
+	ev := nettest.NewRecorder()
+	srv := nettest.StartServer(t, ev.ServerOptions()...)
 	itAddWhoAmI(srv)
 	netmsg.AddRequestHandler(srv, func(ctx context.Context, s *netmsg.Session, req itFail) (itEchoReply, error) {
 		switch req.Mode {
@@ -53,8 +55,8 @@ func TestHandlerErrorMapping(t *testing.T) {
 	netmsg.AddMessageHandler(srv, func(ctx context.Context, s *netmsg.Session, m itPanicNote) {
 		panic("secret: message handler exploded")
 	})
-	cli := itConnect(t, srv.URL, netmsg.WithRequestTimeout(itLong))
-	ss := itRecv(t, ev.open, "OnSessionOpen")
+	cli := nettest.Connect(t, srv.URL, netmsg.WithRequestTimeout(itLong))
+	ss := nettest.Recv(t, ev.Open, "OnSessionOpen")
 	id := itWhoAmIOf(t, cli)
 	cs := cli.Session()
 
@@ -77,7 +79,7 @@ func TestHandlerErrorMapping(t *testing.T) {
 			start := time.Now()
 			r, err := netmsg.SendRequest(context.Background(), cli, itFail{Mode: tc.mode})
 			require.Error(t, err)
-			assert.Less(t, time.Since(start), itWait)
+			assert.Less(t, time.Since(start), nettest.Wait)
 			assert.Zero(t, r, "no response value with an error")
 			var ne *netmsg.Error
 			require.ErrorAs(t, err, &ne)
@@ -91,7 +93,7 @@ func TestHandlerErrorMapping(t *testing.T) {
 			assert.False(t, errors.As(err, &ce))
 			assert.True(t, errors.Is(err, netmsg.NewError(tc.code, "")), "errors.Is matches an *Error by code")
 			if tc.reported {
-				rep := itRecv(t, ev.errs, "OnError with the handler's error")
+				rep := nettest.Recv(t, ev.Errs, "OnError with the handler's error")
 				assert.Contains(t, rep.Error(), "secret", "OnError gets the real error")
 			}
 			// The session is the same and still works.
@@ -102,11 +104,11 @@ func TestHandlerErrorMapping(t *testing.T) {
 			assert.Equal(t, id, itWhoAmIOf(t, cli))
 		})
 	}
-	itNone(t, ev.errs, 0, "OnError for an *Error")
+	nettest.None(t, ev.Errs, 0, "OnError for an *Error")
 
 	t.Run("message handler panic", func(t *testing.T) {
 		require.NoError(t, cli.Send(context.Background(), itPanicNote{Text: "x"}))
-		rep := itRecv(t, ev.errs, "OnError for the panic")
+		rep := nettest.Recv(t, ev.Errs, "OnError for the panic")
 		assert.Contains(t, rep.Error(), "message handler exploded")
 		assert.Equal(t, id, itWhoAmIOf(t, cli), "the session survived a message handler's panic")
 	})
@@ -126,7 +128,7 @@ func TestHandlerErrorMapping(t *testing.T) {
 			assert.ErrorIs(t, err, netmsg.ErrNoHandler, p.name)
 			assert.Equal(t, netmsg.CodeUnimplemented, netmsg.CodeOf(err), p.name)
 			assert.True(t, strings.Contains(err.Error(), netmsg.TypeName(itFail{})), "%s: %v", p.name, err)
-			assert.Less(t, time.Since(start), itWait, p.name)
+			assert.Less(t, time.Since(start), nettest.Wait, p.name)
 		}
 		_, err := netmsg.SendRequest(context.Background(), cli, itEcho{Text: "nobody"})
 		assert.ErrorIs(t, err, netmsg.ErrNoHandler)

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/netmsg/netmsg"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -21,9 +23,9 @@ import (
 func TestFaultCloseRacesReconnect(t *testing.T) {
 	t.Parallel()
 	const rounds = 30
-	rec := lcNewRecorder()
-	srv := lcStartServer(t, "127.0.0.1:0", rec.ServerOptions()...)
-	lcEchoHandler(srv.Srv, "")
+	rec := nettest.NewRecorder()
+	srv := nettest.StartServer(t, rec.ServerOptions()...)
+	lcEchoHandler(srv.Server, "")
 	relay := lcRelay(t, srv.Addr)
 	relay.Delay(2 * time.Millisecond) // a handshake that takes a moment
 
@@ -59,7 +61,7 @@ func TestFaultCloseRacesReconnect(t *testing.T) {
 				onReconnecting.Add(1)
 			}),
 		)
-		ctx, cancel := context.WithTimeout(context.Background(), lcWait)
+		ctx, cancel := context.WithTimeout(context.Background(), nettest.Wait)
 		require.NoError(t, cli.Connect(ctx), "round %d", i)
 		cancel()
 
@@ -79,7 +81,7 @@ func TestFaultCloseRacesReconnect(t *testing.T) {
 		go func() { wg.Wait(); close(done) }()
 		select {
 		case <-done:
-		case <-time.After(lcWait):
+		case <-time.After(nettest.Wait):
 			t.Fatalf("round %d: Close did not return (state %v)", i, cli.State())
 		}
 		closed.Store(true)
@@ -94,8 +96,8 @@ func TestFaultCloseRacesReconnect(t *testing.T) {
 			"round %d: a session that got OnConnect ended without OnDisconnect", i)
 	}
 
-	require.Eventually(t, func() bool { return srv.Srv.SessionCount() == 0 }, lcWait, time.Millisecond,
-		"connections left open after Close: %d", srv.Srv.SessionCount())
+	require.Eventually(t, func() bool { return srv.Server.SessionCount() == 0 }, nettest.Wait, time.Millisecond,
+		"connections left open after Close: %d", srv.Server.SessionCount())
 	lcSettle()
 	rec.AssertClosedOnce(t)
 }

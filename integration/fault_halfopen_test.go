@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/netmsg/netmsg"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -17,13 +19,13 @@ import (
 // than waiting for their 30 s timeout.
 func TestFaultHalfOpenDetectedOnBothSides(t *testing.T) {
 	t.Parallel()
-	rec := lcNewRecorder()
+	rec := nettest.NewRecorder()
 	hb := netmsg.WithHeartbeat(lcInterval, lcTimeout)
 	long := netmsg.WithRequestTimeout(30 * time.Second)
-	srv := lcStartServer(t, "127.0.0.1:0", append(rec.ServerOptions(), hb, long)...)
-	srvHold := lcAddHold(srv.Srv)
+	srv := nettest.StartServer(t, append(rec.ServerOptions(), hb, long)...)
+	srvHold := lcAddHold(srv.Server)
 	relay := lcRelay(t, srv.Addr)
-	cli := lcNewClient(t, lcRelayURL(relay), append(rec.ClientOptions(), hb, long)...)
+	cli := nettest.NewClient(t, lcRelayURL(relay), append(rec.ClientOptions(), hb, long)...)
 	cliHold := lcAddHold(cli)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -38,7 +40,7 @@ func TestFaultHalfOpenDetectedOnBothSides(t *testing.T) {
 	for _, h := range []*lcHoldHandler{srvHold, cliHold} {
 		select {
 		case <-h.started:
-		case <-time.After(lcWait):
+		case <-time.After(nettest.Wait):
 			t.Fatal("a handler did not start")
 		}
 	}
@@ -51,22 +53,22 @@ func TestFaultHalfOpenDetectedOnBothSides(t *testing.T) {
 
 	ce := rec.NextDisconnect(t)
 	clientTook := time.Since(start)
-	sc := rec.NextServerClose(t)
+	sc := rec.NextClose(t)
 	serverTook := time.Since(start)
 	t.Logf("detected after %v (client) and %v (server); bound %v", clientTook, serverTook, lcTimeout+lcInterval)
 
-	lcAssertClose(t, ce, netmsg.CloseConnectionLost, 0, false)
-	lcAssertClose(t, sc.Err, netmsg.CloseConnectionLost, 0, false)
+	nettest.AssertClose(t, ce, netmsg.CloseConnectionLost, 0, false)
+	nettest.AssertClose(t, sc.Err, netmsg.CloseConnectionLost, 0, false)
 	assert.Equal(t, ss.ID(), sc.S.ID())
 	for side, took := range map[string]time.Duration{"client": clientTook, "server": serverTook} {
 		assert.GreaterOrEqual(t, took, lcTimeout-lcInterval, "%s: detected before the receive timeout could pass", side)
-		assert.Less(t, took, lcWait, "%s: detection", side)
+		assert.Less(t, took, nettest.Wait, "%s: detection", side)
 	}
 
 	// Every pending call failed with the close, at once.
 	for side, ch := range map[string]<-chan lcResult{"client's call": fromClient, "server's call": fromServer} {
-		r := lcAwait(t, ch, lcWait)
-		got := lcCloseErrorOf(t, r.Err)
+		r := lcAwait(t, ch, nettest.Wait)
+		got := nettest.CloseErrorOf(t, r.Err)
 		assert.Equal(t, netmsg.CloseConnectionLost.String(), got.Reason.String(), "%s: %v", side, got)
 		assert.Less(t, r.Took, 10*time.Second, "%s waited for its timeout", side)
 	}
@@ -74,7 +76,7 @@ func TestFaultHalfOpenDetectedOnBothSides(t *testing.T) {
 	for _, h := range []*lcHoldHandler{srvHold, cliHold} {
 		select {
 		case <-h.ended:
-		case <-time.After(lcWait):
+		case <-time.After(nettest.Wait):
 			t.Fatal("a handler's ctx was not cancelled when its session was lost")
 		}
 	}
@@ -95,13 +97,13 @@ func TestFaultHalfOpenDetectedOnBothSides(t *testing.T) {
 // half-open link on its own once the path works again.
 func TestFaultHalfOpenThenReconnect(t *testing.T) {
 	t.Parallel()
-	rec := lcNewRecorder()
+	rec := nettest.NewRecorder()
 	hb := netmsg.WithHeartbeat(lcInterval, lcTimeout)
-	srv := lcStartServer(t, "127.0.0.1:0", append(rec.ServerOptions(), hb)...)
-	lcEchoHandler(srv.Srv, "")
+	srv := nettest.StartServer(t, append(rec.ServerOptions(), hb)...)
+	lcEchoHandler(srv.Server, "")
 	relay := lcRelay(t, srv.Addr)
 	conns := lcNewConnects(nil)
-	cli := lcConnect(t, lcRelayURL(relay), append(rec.ClientOptions(), hb, conns.Option(),
+	cli := nettest.Connect(t, lcRelayURL(relay), append(rec.ClientOptions(), hb, conns.Option(),
 		netmsg.WithReconnect(lcConstBackOff()), netmsg.WithRequestTimeout(20*time.Second))...)
 	conns.Next(t)
 
@@ -112,6 +114,6 @@ func TestFaultHalfOpenThenReconnect(t *testing.T) {
 	r, err := netmsg.SendRequest(context.Background(), cli, lcEcho{Text: "recovered"})
 	require.NoError(t, err)
 	assert.Equal(t, "recovered", r.Text)
-	sc := rec.NextServerClose(t)
+	sc := rec.NextClose(t)
 	assert.Equal(t, netmsg.CloseConnectionLost.String(), sc.Err.Reason.String())
 }

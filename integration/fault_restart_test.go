@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/netmsg/netmsg"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -16,21 +18,21 @@ import (
 // outage waits and is answered by the new server.
 func TestFaultServerRestartSameAddress(t *testing.T) {
 	t.Parallel()
-	recA := lcNewRecorder()
-	srvA := lcStartServer(t, "127.0.0.1:0", recA.ServerOptions()...)
-	lcEchoHandler(srvA.Srv, "A:")
+	recA := nettest.NewRecorder()
+	srvA := nettest.StartServer(t, recA.ServerOptions()...)
+	lcEchoHandler(srvA.Server, "A:")
 	conns := lcNewConnects(nil)
 	rc := lcNewReconnecting()
-	cli := lcConnect(t, srvA.URL, append(recA.ClientOptions(), conns.Option(), rc.Option(),
+	cli := nettest.Connect(t, srvA.URL, append(recA.ClientOptions(), conns.Option(), rc.Option(),
 		netmsg.WithReconnect(lcConstBackOff()), netmsg.WithRequestTimeout(20*time.Second))...)
 	conns.Next(t)
 	r, err := netmsg.SendRequest(context.Background(), cli, lcEcho{Text: "one"})
 	require.NoError(t, err)
 	assert.Equal(t, "A:one", r.Text)
 
-	require.NoError(t, srvA.Shutdown(t, 10*time.Second))
+	require.NoError(t, srvA.Stop(t, 10*time.Second))
 	ce := recA.NextDisconnect(t)
-	lcAssertClose(t, ce, netmsg.CloseServerShutdown, 1001, true)
+	nettest.AssertClose(t, ce, netmsg.CloseServerShutdown, 1001, true)
 	hint := ce.ReconnectAfter()
 	require.Greater(t, hint, time.Duration(0))
 
@@ -50,9 +52,9 @@ func TestFaultServerRestartSameAddress(t *testing.T) {
 	lcAssertPending(t, waiting, 200*time.Millisecond)
 	assert.Equal(t, netmsg.Connecting, cli.State())
 
-	recB := lcNewRecorder()
-	srvB := lcStartServer(t, srvA.Addr, recB.ServerOptions()...)
-	lcEchoHandler(srvB.Srv, "B:")
+	recB := nettest.NewRecorder()
+	srvB := nettest.StartServerOn(t, nettest.Listen{Addr: srvA.Addr}, recB.ServerOptions()...)
+	lcEchoHandler(srvB.Server, "B:")
 
 	res := lcAwait(t, waiting, 10*time.Second)
 	require.NoError(t, res.Err, "the request waiting through the outage")

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/netmsg/netmsg"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -31,7 +33,7 @@ func (itSameB) MessageType() string { return "it.same" }
 // CodeUnimplemented; registering again works.
 func TestRemoveRequestHandler(t *testing.T) {
 	t.Parallel()
-	srv := itStartServer(t)
+	srv := nettest.StartServer(t)
 	echo := func(prefix string) netmsg.RequestHandler[itEcho, itEchoReply] {
 		return func(ctx context.Context, s *netmsg.Session, req itEcho) (itEchoReply, error) {
 			return itEchoReply{Text: prefix + req.Text}, nil
@@ -39,7 +41,7 @@ func TestRemoveRequestHandler(t *testing.T) {
 	}
 	remove := netmsg.AddRequestHandler(srv, echo("v1:"))
 	// A long default timeout: a call that waited for it would fail the test.
-	cli := itConnect(t, srv.URL, netmsg.WithRequestTimeout(itLong))
+	cli := nettest.Connect(t, srv.URL, netmsg.WithRequestTimeout(itLong))
 	bg := context.Background()
 
 	r, err := netmsg.SendRequest(bg, cli, itEcho{Text: "a"})
@@ -57,7 +59,7 @@ func TestRemoveRequestHandler(t *testing.T) {
 	require.ErrorAs(t, err, &ne)
 	assert.Equal(t, netmsg.CodeUnimplemented, ne.Code)
 	assert.Contains(t, ne.Message, netmsg.TypeName(itEcho{}), "the error names the type")
-	assert.Less(t, took, itWait, "a request without a handler is answered at once")
+	assert.Less(t, took, nettest.Wait, "a request without a handler is answered at once")
 	remove() // a second call is a no-op
 
 	remove2 := netmsg.AddRequestHandler(srv, echo("v2:"))
@@ -91,15 +93,15 @@ func TestRemoveRequestHandler(t *testing.T) {
 	start = time.Now()
 	_, err = netmsg.SendRequest(bg, ss, itEcho{Text: "h"})
 	assert.ErrorIs(t, err, netmsg.ErrNoHandler)
-	assert.Less(t, time.Since(start), itWait)
+	assert.Less(t, time.Since(start), nettest.Wait)
 }
 
 // Removing a message handler stops it; the others keep running in
 // registration order; with none left OnUnhandled reports the type.
 func TestRemoveMessageHandler(t *testing.T) {
 	t.Parallel()
-	ev := itNewEvents()
-	srv := itStartServer(t, ev.Options()...)
+	ev := nettest.NewRecorder()
+	srv := nettest.StartServer(t, ev.ServerOptions()...)
 	var mu sync.Mutex
 	var calls []string
 	record := func(name string) netmsg.MessageHandler[itNote] {
@@ -118,7 +120,7 @@ func TestRemoveMessageHandler(t *testing.T) {
 		calls = nil
 		return c
 	}
-	cli := itConnect(t, srv.URL)
+	cli := nettest.Connect(t, srv.URL)
 	ctx := context.Background()
 	// send sends a note and then a marker; when the marker is handled, the
 	// note has been (one session's messages are handled in order).
@@ -126,7 +128,7 @@ func TestRemoveMessageHandler(t *testing.T) {
 		t.Helper()
 		require.NoError(t, cli.Send(ctx, itNote{Seq: seq}))
 		require.NoError(t, cli.Send(ctx, itMarker{Seq: seq}))
-		require.Equal(t, seq, itRecv(t, marks, "marker"))
+		require.Equal(t, seq, nettest.Recv(t, marks, "marker"))
 		return takeCalls()
 	}
 
@@ -141,9 +143,9 @@ func TestRemoveMessageHandler(t *testing.T) {
 
 	rm2()
 	assert.Empty(t, send(4))
-	assert.Equal(t, netmsg.TypeName(itNote{}), itRecv(t, ev.unhandled, "OnUnhandled"),
+	assert.Equal(t, netmsg.TypeName(itNote{}), nettest.Recv(t, ev.Unhandled, "OnUnhandled"),
 		"OnUnhandled names the type of the message nobody handled")
-	itNone(t, ev.unhandled, 0, "a second OnUnhandled")
+	nettest.None(t, ev.Unhandled, 0, "a second OnUnhandled")
 
 	rm3 := netmsg.AddMessageHandler(srv, record("h3"))
 	assert.Equal(t, []string{"h3:5"}, send(5), "registering again works")
@@ -152,7 +154,7 @@ func TestRemoveMessageHandler(t *testing.T) {
 	assert.Equal(t, []string{"h4:6"}, send(6))
 	rm4()
 	assert.Empty(t, send(7))
-	assert.Equal(t, netmsg.TypeName(itNote{}), itRecv(t, ev.unhandled, "OnUnhandled"))
+	assert.Equal(t, netmsg.TypeName(itNote{}), nettest.Recv(t, ev.Unhandled, "OnUnhandled"))
 }
 
 // Two different Go types under one wire name panic with both names, for
@@ -226,7 +228,7 @@ func itPanicValue(f func()) (v any) {
 // itOnlySession returns the server's one open session.
 func itOnlySession(t testing.TB, srv *netmsg.Server) *netmsg.Session {
 	t.Helper()
-	require.Eventually(t, func() bool { return srv.SessionCount() == 1 }, itWait, time.Millisecond)
+	require.Eventually(t, func() bool { return srv.SessionCount() == 1 }, nettest.Wait, time.Millisecond)
 	for s := range srv.Sessions() {
 		return s
 	}

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/netmsg/netmsg"
 	"github.com/netmsg/netmsg/internal/wire"
 	"github.com/stretchr/testify/assert"
@@ -39,25 +41,25 @@ func hdNewBad(t testing.TB, opts ...netmsg.ServerOption) *hdBad {
 		netmsg.WithOnUnhandled(func(_ *netmsg.Session, typ string) { b.unhandled <- typ }),
 	}, opts...)
 	b.srv = hdStartServer(t, opts...)
-	hdEchoHandler(b.srv.Srv)
-	netmsg.AddMessageHandler(b.srv.Srv, func(context.Context, *netmsg.Session, hdText) {})
-	b.hold = hdAddHold(b.srv.Srv)
+	hdEchoHandler(b.srv.Server)
+	netmsg.AddMessageHandler(b.srv.Server, func(context.Context, *netmsg.Session, hdText) {})
+	b.hold = hdAddHold(b.srv.Server)
 	t.Cleanup(b.hold.Release)
 	b.by = hdNewBystander(t, b.srv)
 	return b
 }
 
 // gws connects a raw gws peer and returns it with its server session.
-func (b *hdBad) gws(t testing.TB) (*hdGwsPeer, *netmsg.Session) {
+func (b *hdBad) gws(t testing.TB) (*nettest.GwsPeer, *netmsg.Session) {
 	t.Helper()
-	p := hdDialGws(t, b.srv.URL, nil)
+	p := nettest.DialGws(t, b.srv.URL, nettest.GwsConfig{})
 	return p, b.srv.NextOpen(t)
 }
 
 // tcp connects a hand-framing TCP peer and returns it with its server session.
-func (b *hdBad) tcp(t testing.TB, hdr http.Header) (*hdTCPPeer, *netmsg.Session) {
+func (b *hdBad) tcp(t testing.TB, hdr http.Header) (*nettest.WSPeer, *netmsg.Session) {
 	t.Helper()
-	p := hdDialTCPUpgraded(t, b.srv.Addr, hdr)
+	p := nettest.DialWSUpgraded(t, b.srv.Addr, nettest.WSDial{Header: hdr})
 	return p, b.srv.NextOpen(t)
 }
 
@@ -80,14 +82,14 @@ func (b *hdBad) expectClosed(t testing.TB, ss *netmsg.Session, reason netmsg.Clo
 func (b *hdBad) expectHealthy(t testing.TB, sessions int) {
 	t.Helper()
 	b.by.AssertFine(t)
-	assert.Eventually(t, func() bool { return b.srv.Srv.SessionCount() == sessions }, hdWait, 5*time.Millisecond,
-		"sessions: %d, want %d", b.srv.Srv.SessionCount(), sessions)
+	assert.Eventually(t, func() bool { return b.srv.Server.SessionCount() == sessions }, nettest.Wait, 5*time.Millisecond,
+		"sessions: %d, want %d", b.srv.Server.SessionCount(), sessions)
 }
 
 // hdExpectAlive checks that the bad peer's session still answers a request.
-func hdExpectAlive(t testing.TB, p *hdGwsPeer, ss *netmsg.Session) {
+func hdExpectAlive(t testing.TB, p *nettest.GwsPeer, ss *netmsg.Session) {
 	t.Helper()
-	p.Send(t, hdEnv(wire.KindRequest, 900, netmsg.TypeName(hdEcho{}), `{"Text":"ok"}`))
+	p.Send(t, nettest.Envelope(wire.KindRequest, 900, netmsg.TypeName(hdEcho{}), `{"Text":"ok"}`))
 	e := p.NextEnvelope(t)
 	assert.Equal(t, wire.KindResponse, e.Kind)
 	assert.EqualValues(t, 900, e.ID)
@@ -95,7 +97,7 @@ func hdExpectAlive(t testing.TB, p *hdGwsPeer, ss *netmsg.Session) {
 	assert.Nil(t, ss.Err(), "the session closed")
 }
 
-func hdExpectError(t testing.TB, e wire.Envelope, id uint64, code netmsg.Code) {
+func hdExpectError(t testing.TB, e *nettest.Env, id uint64, code netmsg.Code) {
 	t.Helper()
 	assert.Equal(t, wire.KindError, e.Kind, "envelope kind")
 	assert.Equal(t, id, e.ID, "answered id")
@@ -112,7 +114,7 @@ func TestHardeningBadInput(t *testing.T) {
 	echo := netmsg.TypeName(hdEcho{})
 	text := netmsg.TypeName(hdText{})
 
-	protocolClose := func(send func(t *testing.T, p *hdGwsPeer)) func(t *testing.T) {
+	protocolClose := func(send func(t *testing.T, p *nettest.GwsPeer)) func(t *testing.T) {
 		return func(t *testing.T) {
 			t.Parallel()
 			b := hdNewBad(t)
@@ -123,24 +125,24 @@ func TestHardeningBadInput(t *testing.T) {
 		}
 	}
 
-	t.Run("garbage bytes in a binary frame", protocolClose(func(t *testing.T, p *hdGwsPeer) {
+	t.Run("garbage bytes in a binary frame", protocolClose(func(t *testing.T, p *nettest.GwsPeer) {
 		p.Send(t, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x13, 0x37})
 	}))
 
-	t.Run("truncated envelope", protocolClose(func(t *testing.T, p *hdGwsPeer) {
-		env := hdEnv(wire.KindRequest, 1, echo, `{"Text":"cut short"}`)
+	t.Run("truncated envelope", protocolClose(func(t *testing.T, p *nettest.GwsPeer) {
+		env := nettest.Envelope(wire.KindRequest, 1, echo, `{"Text":"cut short"}`)
 		p.Send(t, env[:len(env)-5])
 	}))
 
-	t.Run("unknown kind", protocolClose(func(t *testing.T, p *hdGwsPeer) {
+	t.Run("unknown kind", protocolClose(func(t *testing.T, p *nettest.GwsPeer) {
 		p.Send(t, []byte{0x08, 0x63, 0x10, 0x01}) // kind 99, id 1
 	}))
 
-	t.Run("empty binary frame", protocolClose(func(t *testing.T, p *hdGwsPeer) {
+	t.Run("empty binary frame", protocolClose(func(t *testing.T, p *nettest.GwsPeer) {
 		p.Send(t, nil) // no kind at all
 	}))
 
-	t.Run("text frame", protocolClose(func(t *testing.T, p *hdGwsPeer) {
+	t.Run("text frame", protocolClose(func(t *testing.T, p *nettest.GwsPeer) {
 		require.NoError(t, p.Conn.WriteString(`{"kind":"REQUEST"}`))
 	}))
 
@@ -158,8 +160,8 @@ func TestHardeningBadInput(t *testing.T) {
 		t.Parallel()
 		b := hdNewBad(t)
 		p, ss := b.tcp(t, nil)
-		env := hdEnv(wire.KindRequest, 1, echo, `{"Text":"never complete"}`)
-		f := hdFrame(0x82, env)
+		env := nettest.Envelope(wire.KindRequest, 1, echo, `{"Text":"never complete"}`)
+		f := nettest.Frame(0x82, env)
 		p.WriteRaw(t, f[:len(f)-10])
 		require.NoError(t, p.Conn.(interface{ CloseWrite() error }).CloseWrite())
 		ce := b.expectClosed(t, ss, netmsg.CloseNetworkError, 0)
@@ -170,12 +172,12 @@ func TestHardeningBadInput(t *testing.T) {
 		t.Parallel()
 		b := hdNewBad(t)
 		p, ss := b.gws(t)
-		before := b.srv.Srv.Stats().UnknownResponses
-		p.Send(t, hdEnv(wire.KindResponse, 4242, "", `{"Text":"unasked"}`))
+		before := b.srv.Server.Stats().UnknownResponses
+		p.Send(t, nettest.Envelope(wire.KindResponse, 4242, "", `{"Text":"unasked"}`))
 		p.Send(t, wire.AppendError(nil, 4243, "", uint32(netmsg.CodeInternal), "unasked"))
 		hdExpectAlive(t, p, ss)
-		assert.Eventually(t, func() bool { return b.srv.Srv.Stats().UnknownResponses == before+2 }, hdWait, time.Millisecond,
-			"UnknownResponses: %d, want %d", b.srv.Srv.Stats().UnknownResponses, before+2)
+		assert.Eventually(t, func() bool { return b.srv.Server.Stats().UnknownResponses == before+2 }, nettest.Wait, time.Millisecond,
+			"UnknownResponses: %d, want %d", b.srv.Server.Stats().UnknownResponses, before+2)
 		b.expectHealthy(t, 2)
 	})
 
@@ -183,13 +185,13 @@ func TestHardeningBadInput(t *testing.T) {
 		t.Parallel()
 		b := hdNewBad(t)
 		p, ss := b.gws(t)
-		p.Send(t, hdEnv(wire.KindRequest, 7, netmsg.TypeName(hdHold{}), `{"Key":"first"}`))
+		p.Send(t, nettest.Envelope(wire.KindRequest, 7, netmsg.TypeName(hdHold{}), `{"Key":"first"}`))
 		select {
 		case <-b.hold.started:
-		case <-time.After(hdWait):
+		case <-time.After(nettest.Wait):
 			t.Fatal("the first request's handler did not start")
 		}
-		p.Send(t, hdEnv(wire.KindRequest, 7, echo, `{"Text":"second"}`))
+		p.Send(t, nettest.Envelope(wire.KindRequest, 7, echo, `{"Text":"second"}`))
 		e := p.NextEnvelope(t)
 		hdExpectError(t, e, 7, netmsg.CodeAlreadyExists)
 
@@ -206,9 +208,9 @@ func TestHardeningBadInput(t *testing.T) {
 		t.Parallel()
 		b := hdNewBad(t)
 		p, ss := b.gws(t)
-		p.Send(t, hdEnv(wire.KindRequest, 3, echo, `{"Text":7}`))
+		p.Send(t, nettest.Envelope(wire.KindRequest, 3, echo, `{"Text":7}`))
 		hdExpectError(t, p.NextEnvelope(t), 3, netmsg.CodeInvalidArgument)
-		p.Send(t, hdEnv(wire.KindRequest, 4, echo, `not json at all`))
+		p.Send(t, nettest.Envelope(wire.KindRequest, 4, echo, `not json at all`))
 		hdExpectError(t, p.NextEnvelope(t), 4, netmsg.CodeInvalidArgument)
 		hdExpectAlive(t, p, ss)
 		b.expectHealthy(t, 2)
@@ -218,11 +220,11 @@ func TestHardeningBadInput(t *testing.T) {
 		t.Parallel()
 		b := hdNewBad(t)
 		p, ss := b.gws(t)
-		p.Send(t, hdEnv(wire.KindMessage, 0, text, `{"S":["not","a","string"]}`))
+		p.Send(t, nettest.Envelope(wire.KindMessage, 0, text, `{"S":["not","a","string"]}`))
 		select {
 		case err := <-b.errs:
 			assert.Contains(t, err.Error(), text, "OnError names the type")
-		case <-time.After(hdWait):
+		case <-time.After(nettest.Wait):
 			t.Fatal("OnError was not called for a message that does not decode")
 		}
 		hdExpectAlive(t, p, ss)
@@ -233,7 +235,7 @@ func TestHardeningBadInput(t *testing.T) {
 		t.Parallel()
 		b := hdNewBad(t)
 		p, ss := b.gws(t)
-		p.Send(t, hdEnv(wire.KindRequest, 5, "no.such.Type", `{}`))
+		p.Send(t, nettest.Envelope(wire.KindRequest, 5, "no.such.Type", `{}`))
 		e := p.NextEnvelope(t)
 		hdExpectError(t, e, 5, netmsg.CodeUnimplemented)
 		assert.Contains(t, string(e.ErrMsg), "no.such.Type")
@@ -245,11 +247,11 @@ func TestHardeningBadInput(t *testing.T) {
 		t.Parallel()
 		b := hdNewBad(t)
 		p, ss := b.gws(t)
-		p.Send(t, hdEnv(wire.KindMessage, 0, "no.such.Type", `{}`))
+		p.Send(t, nettest.Envelope(wire.KindMessage, 0, "no.such.Type", `{}`))
 		select {
 		case typ := <-b.unhandled:
 			assert.Equal(t, "no.such.Type", typ)
-		case <-time.After(hdWait):
+		case <-time.After(nettest.Wait):
 			t.Fatal("OnUnhandled was not called")
 		}
 		hdExpectAlive(t, p, ss)
@@ -260,8 +262,8 @@ func TestHardeningBadInput(t *testing.T) {
 		t.Parallel()
 		b := hdNewBad(t)
 		p, ss := b.gws(t)
-		p.Send(t, hdEnv(wire.KindCancel, 31337, "", ""))
-		p.Send(t, hdEnv(wire.KindCancel, 0, "", ""))
+		p.Send(t, nettest.Envelope(wire.KindCancel, 31337, "", ""))
+		p.Send(t, nettest.Envelope(wire.KindCancel, 0, "", ""))
 		select {
 		case m := <-p.Msgs:
 			t.Fatalf("the server answered a CANCEL: %x", m)
@@ -278,7 +280,7 @@ func TestHardeningBadInput(t *testing.T) {
 		t.Parallel()
 		b := hdNewBad(t)
 		p, ss := b.tcp(t, nil)
-		p.WriteRaw(t, hdFrame(0x83, hdEnv(wire.KindMessage, 0, text, `{"S":"x"}`)))
+		p.WriteRaw(t, nettest.Frame(0x83, nettest.Envelope(wire.KindMessage, 0, text, `{"S":"x"}`)))
 		assert.EqualValues(t, 1002, p.ReadCloseCode(t), "close code the peer is told")
 		b.expectClosed(t, ss, netmsg.CloseProtocolError, 1002)
 	})
@@ -290,7 +292,7 @@ func TestHardeningBadInput(t *testing.T) {
 		hdr.Set("Sec-WebSocket-Extensions", "permessage-deflate; client_no_context_takeover; server_no_context_takeover")
 		p, ss := b.tcp(t, hdr)
 		require.Contains(t, p.Resp.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate")
-		p.WriteRaw(t, hdFrame(0xc2, []byte{0xff, 0xfe, 0xfd, 0xfc, 0x00, 0x01}))
+		p.WriteRaw(t, nettest.Frame(0xc2, []byte{0xff, 0xfe, 0xfd, 0xfc, 0x00, 0x01}))
 		code := p.ReadCloseCode(t)
 		assert.Contains(t, []uint16{1002, 1007}, code, "close code the peer is told (1011 says the server failed)")
 		b.expectClosed(t, ss, netmsg.CloseProtocolError, 0)
@@ -339,7 +341,7 @@ func hdInChild(t *testing.T, scenario func(t *testing.T)) {
 func hdTopBitToServer(t *testing.T) {
 	b := hdNewBad(t)
 	p, ss := b.tcp(t, nil)
-	p.WriteRaw(t, hdFrameHeader(0x82, 1<<63)) // no payload
+	p.WriteRaw(t, nettest.FrameHeader(0x82, 1<<63)) // no payload
 	code := p.ReadCloseCode(t)
 	assert.Contains(t, []uint16{1002, 1009}, code, "close code the peer is told")
 	ce := b.srv.CloseOf(t, ss).Err
@@ -369,7 +371,7 @@ func hdTopBitToClient(t *testing.T) {
 			"Sec-WebSocket-Accept: "+base64.StdEncoding.EncodeToString(sum[:])+"\r\n"+
 			"Sec-WebSocket-Protocol: netmsg.v1.json\r\n\r\n")
 		_, _ = c.Write([]byte{0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 0}) // server frames are not masked
-		_ = c.SetReadDeadline(time.Now().Add(hdWait))
+		_ = c.SetReadDeadline(time.Now().Add(nettest.Wait))
 		_, _ = io.Copy(io.Discard, br) // until the client hangs up
 	}()
 	disc := make(chan *netmsg.CloseError, 1)
@@ -387,7 +389,7 @@ func hdTopBitToClient(t *testing.T) {
 	select {
 	case ce := <-disc:
 		assert.Contains(t, []string{netmsg.CloseProtocolError.String(), netmsg.CloseMessageTooLarge.String()}, ce.Reason.String())
-	case <-time.After(hdWait):
+	case <-time.After(nettest.Wait):
 		t.Fatal("the client did not close")
 	}
 	<-served

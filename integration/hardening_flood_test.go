@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/lxzan/gws"
 	"github.com/netmsg/netmsg"
 	"github.com/netmsg/netmsg/internal/wire"
@@ -37,7 +39,7 @@ func TestHardeningFlood(t *testing.T) {
 		heapBound   = 32 << 20 // vs ~100 MiB sent; the configured bound is ~mailbox × 1 KiB
 	)
 	srv := hdStartServer(t, netmsg.WithMailboxSize(mailbox), netmsg.WithSessionConcurrency(concurrency))
-	hdEchoHandler(srv.Srv)
+	hdEchoHandler(srv.Server)
 
 	gate := make(chan struct{})
 	var once sync.Once
@@ -51,7 +53,7 @@ func TestHardeningFlood(t *testing.T) {
 		seen       = make([]uint8, total)
 		bad        int // messages handled twice or out of range
 	)
-	netmsg.AddMessageHandler(srv.Srv, func(ctx context.Context, s *netmsg.Session, m hdSeq) {
+	netmsg.AddMessageHandler(srv.Server, func(ctx context.Context, s *netmsg.Session, m hdSeq) {
 		mu.Lock()
 		running++
 		maxRunning = max(maxRunning, running)
@@ -74,11 +76,11 @@ func TestHardeningFlood(t *testing.T) {
 	}
 
 	by := hdNewBystander(t, srv)
-	p := hdDialGws(t, srv.URL, nil)
+	p := nettest.DialGws(t, srv.URL, nettest.GwsConfig{})
 	srv.NextOpen(t)
 
-	before := hdMemStats()
-	heap := hdSampleHeap()
+	before := nettest.MemStats()
+	heap := nettest.SampleHeap()
 	var sent atomic.Int64
 	writerDone := make(chan error, 1)
 	go func() {
@@ -114,7 +116,7 @@ func TestHardeningFlood(t *testing.T) {
 	heldPeak := heap.Stop()
 	run, maxRun, done, _ := snapshot()
 	t.Logf("held: writer stalled after %d of %d messages (%s); %d handlers running (max %d), %d done; heap peak %s above the start",
-		stalledAt, total, hdMiB(uint64(stalledAt)*padding), run, maxRun, done, hdMiB(heldPeak-min(heldPeak, before.HeapInuse)))
+		stalledAt, total, nettest.MiB(uint64(stalledAt)*padding), run, maxRun, done, nettest.MiB(heldPeak-min(heldPeak, before.HeapInuse)))
 	require.Less(t, stalledAt, int64(total), "the writer was never pushed back: the server read everything")
 	assert.Equal(t, concurrency, run, "handlers running while held")
 	assert.Zero(t, done)
@@ -124,7 +126,7 @@ func TestHardeningFlood(t *testing.T) {
 	by.AssertFine(t)
 
 	// Release: everything is handled, in order, within the bounds.
-	heap = hdSampleHeap()
+	heap = nettest.SampleHeap()
 	open()
 	select {
 	case err := <-writerDone:
@@ -139,6 +141,6 @@ func TestHardeningFlood(t *testing.T) {
 	assert.LessOrEqual(t, maxRun, concurrency, "handlers running at once")
 	assert.Zero(t, dup, "messages handled twice")
 	assert.Less(t, peak-min(peak, before.HeapInuse), uint64(heapBound), "heap growth while the flood drains")
-	t.Logf("drained: %d handled, max %d at once, heap peak %s above the start", total, maxRun, hdMiB(peak-min(peak, before.HeapInuse)))
+	t.Logf("drained: %d handled, max %d at once, heap peak %s above the start", total, maxRun, nettest.MiB(peak-min(peak, before.HeapInuse)))
 	by.AssertFine(t)
 }

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/netmsg/netmsg"
 	"github.com/netmsg/netmsg/serializer"
 	"github.com/stretchr/testify/assert"
@@ -22,21 +24,21 @@ import (
 // hdAssertStillHTTP checks that a refused upgrade left the connection a
 // plain HTTP/1.1 connection: the server answers a second request on it,
 // which it could not have done had gws hijacked it.
-func hdAssertStillHTTP(t testing.TB, p *hdTCPPeer) {
+func hdAssertStillHTTP(t testing.TB, p *nettest.WSPeer) {
 	t.Helper()
-	_ = p.SetDeadline(time.Now().Add(hdWait))
+	_ = p.SetDeadline(time.Now().Add(nettest.Wait))
 	defer func() { _ = p.SetDeadline(time.Time{}) }()
 	req, err := http.NewRequest(http.MethodGet, "http://"+p.RemoteAddr().String()+"/", nil)
 	require.NoError(t, err)
 	require.NoError(t, req.Write(p.Conn))
-	resp, err := http.ReadResponse(p.br, req)
+	resp, err := http.ReadResponse(p.BufReader(), req)
 	require.NoError(t, err, "the connection no longer speaks HTTP after the refusal")
 	_, _ = io.Copy(io.Discard, resp.Body)
 	_ = resp.Body.Close()
 	assert.Equal(t, http.StatusUpgradeRequired, resp.StatusCode, "a plain GET on the same connection")
 }
 
-func hdAssertRefused(t testing.TB, p *hdTCPPeer, status int, text ...string) {
+func hdAssertRefused(t testing.TB, p *nettest.WSPeer, status int, text ...string) {
 	t.Helper()
 	require.Equal(t, status, p.Resp.StatusCode, "status (body %q)", p.Body)
 	assert.True(t, hdContains(p.Body, text...), "body %q should contain %q", p.Body, text)
@@ -76,7 +78,7 @@ func TestHardeningOrigin(t *testing.T) {
 			default:
 				hdr.Set("Origin", tc.origin)
 			}
-			p := hdDialTCP(t, tc.srv.Addr, hdr)
+			p := nettest.DialWS(t, tc.srv.Addr, nettest.WSDial{Header: hdr})
 			if tc.ok {
 				require.Equal(t, http.StatusSwitchingProtocols, p.Resp.StatusCode, "body %q", p.Body)
 				tc.srv.NextOpen(t)
@@ -85,7 +87,7 @@ func TestHardeningOrigin(t *testing.T) {
 			hdAssertRefused(t, p, http.StatusForbidden, "origin")
 		})
 	}
-	assert.Zero(t, len(def.opened)+len(allow.opened), "sessions opened for refused handshakes")
+	assert.Zero(t, len(def.rec.Open)+len(allow.rec.Open), "sessions opened for refused handshakes")
 
 	t.Run("netmsg client refused", func(t *testing.T) {
 		hdr := http.Header{}
@@ -121,7 +123,7 @@ func TestHardeningAuthorize(t *testing.T) {
 		return nil, errors.New("secret reason that must not leak")
 	}))
 	seen := make(chan [2]any, 1)
-	netmsg.AddRequestHandler(srv.Srv, func(ctx context.Context, s *netmsg.Session, req hdEcho) (hdEchoReply, error) {
+	netmsg.AddRequestHandler(srv.Server, func(ctx context.Context, s *netmsg.Session, req hdEcho) (hdEchoReply, error) {
 		seen <- [2]any{ctx.Value(hdUserKey{}), s.Context().Value(hdUserKey{})}
 		return hdEchoReply{Text: req.Text}, nil
 	})
@@ -142,7 +144,7 @@ func TestHardeningAuthorize(t *testing.T) {
 				hdr.Set("Authorization", tc.auth)
 			}
 			before := calls.Load()
-			p := hdDialTCP(t, srv.Addr, hdr)
+			p := nettest.DialWS(t, srv.Addr, nettest.WSDial{Header: hdr})
 			hdAssertRefused(t, p, tc.status, tc.text)
 			assert.NotContains(t, p.Body, "secret", "the authorizer's error text reaches the client")
 			assert.Equal(t, before+1, calls.Load(), "Authorize calls")
@@ -161,7 +163,7 @@ func TestHardeningAuthorize(t *testing.T) {
 	t.Run("accepted: its context is the session's base context", func(t *testing.T) {
 		hdr := http.Header{}
 		hdr.Set("Authorization", "Bearer alice")
-		cli := hdConnect(t, srv.URL, netmsg.WithHeader(hdr))
+		cli := nettest.Connect(t, srv.URL, netmsg.WithHeader(hdr))
 		ss := srv.NextOpen(t)
 		assert.Equal(t, "alice", ss.Context().Value(hdUserKey{}))
 		_, err := netmsg.SendRequest(context.Background(), cli, hdEcho{Text: "hi"})
@@ -172,7 +174,7 @@ func TestHardeningAuthorize(t *testing.T) {
 		// The HTTP request's context ended with the handshake; the session's did not.
 		assert.NoError(t, ss.Context().Err())
 	})
-	assert.Equal(t, 0, len(srv.opened), "sessions opened for refused handshakes")
+	assert.Equal(t, 0, len(srv.rec.Open), "sessions opened for refused handshakes")
 }
 
 // TestHardeningSubprotocol: a client offering no serializer the server
@@ -184,12 +186,12 @@ func TestHardeningSubprotocol(t *testing.T) {
 	t.Run("unknown subprotocol", func(t *testing.T) {
 		hdr := http.Header{}
 		hdr.Set("Sec-WebSocket-Protocol", "netmsg.v1.bogus")
-		p := hdDialTCP(t, srv.Addr, hdr)
+		p := nettest.DialWS(t, srv.Addr, nettest.WSDial{Header: hdr})
 		hdAssertRefused(t, p, http.StatusBadRequest, "no supported serializer", "netmsg.v1.bogus", "netmsg.v1.json")
 	})
 	t.Run("no subprotocol", func(t *testing.T) {
 		hdr := http.Header{"Sec-Websocket-Protocol": nil}
-		p := hdDialTCP(t, srv.Addr, hdr)
+		p := nettest.DialWS(t, srv.Addr, nettest.WSDial{Header: hdr})
 		hdAssertRefused(t, p, http.StatusBadRequest, "no supported serializer", "none", "netmsg.v1.json")
 	})
 	t.Run("netmsg client with another serializer", func(t *testing.T) {
@@ -205,28 +207,28 @@ func TestHardeningSubprotocol(t *testing.T) {
 		// gws reads only the first Sec-WebSocket-Protocol line; so does the
 		// check, so the refusal comes before the hijack as plain HTTP.
 		hdr := http.Header{"Sec-Websocket-Protocol": {"netmsg.v1.bogus", "netmsg.v1.json"}}
-		p := hdDialTCP(t, srv.Addr, hdr)
+		p := nettest.DialWS(t, srv.Addr, nettest.WSDial{Header: hdr})
 		hdAssertRefused(t, p, http.StatusBadRequest, "no supported serializer", "netmsg.v1.bogus")
 	})
 	t.Run("one of several offered is accepted", func(t *testing.T) {
 		hdr := http.Header{}
 		hdr.Set("Sec-WebSocket-Protocol", "netmsg.v1.bogus, netmsg.v1.json")
-		p := hdDialTCPUpgraded(t, srv.Addr, hdr)
+		p := nettest.DialWSUpgraded(t, srv.Addr, nettest.WSDial{Header: hdr})
 		assert.Equal(t, "netmsg.v1.json", p.Resp.Header.Get("Sec-WebSocket-Protocol"))
 		srv.NextOpen(t)
 	})
-	assert.Equal(t, 0, len(srv.opened), "sessions opened for refused handshakes")
+	assert.Equal(t, 0, len(srv.rec.Open), "sessions opened for refused handshakes")
 }
 
 // hdAwaitServerHangup waits until the server ends c; it returns how long
-// that took, or fails after hdWait.
+// that took, or fails after nettest.Wait.
 func hdAwaitServerHangup(t testing.TB, c net.Conn, start time.Time) time.Duration {
 	t.Helper()
-	_ = c.SetReadDeadline(time.Now().Add(hdWait))
+	_ = c.SetReadDeadline(time.Now().Add(nettest.Wait))
 	_, err := io.Copy(io.Discard, c)
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		t.Fatalf("the server did not close an unfinished handshake within %v", hdWait)
+		t.Fatalf("the server did not close an unfinished handshake within %v", nettest.Wait)
 	}
 	return time.Since(start)
 }
@@ -287,7 +289,7 @@ func TestHardeningHandshakeFlood(t *testing.T) {
 	const n = 1000
 	const timeout = 500 * time.Millisecond
 	srv := hdStartServer(t, netmsg.WithHandshakeTimeout(timeout))
-	hdEchoHandler(srv.Srv)
+	hdEchoHandler(srv.Server)
 	time.Sleep(100 * time.Millisecond)
 	base := runtime.NumGoroutine()
 
@@ -298,7 +300,7 @@ func TestHardeningHandshakeFlood(t *testing.T) {
 		}
 	}()
 	for range n {
-		c, err := net.DialTimeout("tcp", srv.Addr, hdWait)
+		c, err := net.DialTimeout("tcp", srv.Addr, nettest.Wait)
 		require.NoError(t, err)
 		conns = append(conns, c)
 		_, err = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n")
@@ -308,7 +310,7 @@ func TestHardeningHandshakeFlood(t *testing.T) {
 	peak := runtime.NumGoroutine()
 
 	// A well-behaved client gets through while the flood is pending.
-	cli := hdConnect(t, srv.URL)
+	cli := nettest.Connect(t, srv.URL)
 	srv.NextOpen(t)
 	_, err := netmsg.SendRequest(context.Background(), cli, hdEcho{Text: "through the flood"})
 	require.NoError(t, err)
@@ -319,7 +321,7 @@ func TestHardeningHandshakeFlood(t *testing.T) {
 		wg.Add(1)
 		go func(c net.Conn) {
 			defer wg.Done()
-			_ = c.SetReadDeadline(time.Now().Add(2 * hdWait))
+			_ = c.SetReadDeadline(time.Now().Add(2 * nettest.Wait))
 			_, err := io.Copy(io.Discard, bufio.NewReader(c))
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -329,12 +331,12 @@ func TestHardeningHandshakeFlood(t *testing.T) {
 	}
 	wg.Wait()
 	took := time.Since(start)
-	assert.Zero(t, late.Load(), "unfinished handshakes still open after %v", 2*hdWait)
+	assert.Zero(t, late.Load(), "unfinished handshakes still open after %v", 2*nettest.Wait)
 	t.Logf("%d unfinished handshakes closed after %v (timeout %v); goroutines: %d before, peak %d", n, took, timeout, base, peak)
-	assert.Less(t, took, timeout+2*hdWait)
+	assert.Less(t, took, timeout+2*nettest.Wait)
 
 	require.NoError(t, cli.Close())
-	after := hdGoroutinesSettle(base, hdWait)
+	after := nettest.GoroutinesSettle(base, nettest.Wait)
 	assert.LessOrEqual(t, after, base, "goroutines after the flood (before: %d)", base)
 }
 
@@ -377,6 +379,6 @@ func TestHardeningClientHandshakeTimeout(t *testing.T) {
 	took := time.Since(start)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "handshake")
-	assert.Less(t, took, hdWait, "Connect returned after %v", took)
+	assert.Less(t, took, nettest.Wait, "Connect returned after %v", took)
 	t.Logf("Connect failed after %v: %v", took, err)
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/netmsg/netmsg"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -28,9 +30,9 @@ func TestHardeningServerKilled(t *testing.T) {
 	// dies, so it is not reading: it notices the dead socket when its next
 	// heartbeat ping fails to write, hence a short interval here.
 	srv := hdStartServer(t, netmsg.WithHeartbeat(200*time.Millisecond, 2*time.Second))
-	hold := hdAddHold(srv.Srv)
+	hold := hdAddHold(srv.Server)
 	cli := netmsg.NewClient(srv.URL, netmsg.WithRequestTimeout(time.Minute))
-	ctx, cancel := context.WithTimeout(context.Background(), hdWait)
+	ctx, cancel := context.WithTimeout(context.Background(), nettest.Wait)
 	require.NoError(t, cli.Connect(ctx))
 	cancel()
 	ss := srv.NextOpen(t)
@@ -54,7 +56,7 @@ func TestHardeningServerKilled(t *testing.T) {
 	entered.Wait()
 	select {
 	case <-hold.started:
-	case <-time.After(hdWait):
+	case <-time.After(nettest.Wait):
 		t.Fatal("no request reached the server")
 	}
 	time.Sleep(500 * time.Millisecond) // let the callers queue their requests
@@ -69,7 +71,7 @@ func TestHardeningServerKilled(t *testing.T) {
 
 	var worst time.Duration
 	reasons := map[string]int{}
-	timeout := time.After(2 * hdWait)
+	timeout := time.After(2 * nettest.Wait)
 	for i := range n {
 		select {
 		case r := <-results:
@@ -79,18 +81,18 @@ func TestHardeningServerKilled(t *testing.T) {
 				reasons[ce.Reason.String()]++
 			}
 		case <-timeout:
-			t.Fatalf("only %d of %d callers returned within %v of the kill", i, n, 2*hdWait)
+			t.Fatalf("only %d of %d callers returned within %v of the kill", i, n, 2*nettest.Wait)
 		}
 	}
 	t.Logf("%d callers failed within %v of the kill; reasons %v", n, worst, reasons)
-	assert.Less(t, worst, hdWait, "the slowest caller returned %v after the kill", worst)
+	assert.Less(t, worst, nettest.Wait, "the slowest caller returned %v after the kill", worst)
 	assert.Equal(t, n, reasons[netmsg.CloseNetworkError.String()], "close reasons %v", reasons)
 
 	// The dead session's table is closed: a call on it fails at once with
 	// the same *CloseError, and the client has no session to send on.
 	select {
 	case <-sess.Done():
-	case <-time.After(hdWait):
+	case <-time.After(nettest.Wait):
 		t.Fatal("the client's session did not end")
 	}
 	start := time.Now()
@@ -107,7 +109,7 @@ func TestHardeningServerKilled(t *testing.T) {
 	sc := srv.CloseOf(t, ss)
 	t.Logf("server session closed %v after the kill: %v", sc.At.Sub(killAt), sc.Err)
 	require.NoError(t, cli.Close())
-	require.NoError(t, srv.shutdown(t, 10*time.Second))
-	after := hdGoroutinesSettle(base, 10*time.Second)
+	require.NoError(t, srv.Stop(t, 10*time.Second))
+	after := nettest.GoroutinesSettle(base, 10*time.Second)
 	assert.LessOrEqual(t, after, base, "goroutines after the kill (before: %d)", base)
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/netmsg/netmsg"
 	"github.com/netmsg/netmsg/internal/wire"
 	"github.com/netmsg/netmsg/serializer"
@@ -54,7 +56,7 @@ func hdExpectText(t testing.TB, got chan int, n int) {
 	select {
 	case k := <-got:
 		assert.Equal(t, n, k, "size of the delivered text")
-	case <-time.After(hdWait):
+	case <-time.After(nettest.Wait):
 		t.Fatalf("the message of exactly the limit was not delivered")
 	}
 }
@@ -83,10 +85,10 @@ func TestHardeningSizeLimitExact(t *testing.T) {
 	t.Run("raw peer to server", func(t *testing.T) {
 		t.Parallel()
 		srv := hdStartServer(t, netmsg.WithMaxMessageSize(limit))
-		got := hdTextSink(srv.Srv)
-		hdEchoHandler(srv.Srv)
+		got := hdTextSink(srv.Server)
+		hdEchoHandler(srv.Server)
 		by := hdNewBystander(t, srv)
-		p := hdDialGws(t, srv.URL, nil)
+		p := nettest.DialGws(t, srv.URL, nettest.GwsConfig{})
 		ss := srv.NextOpen(t)
 
 		p.Send(t, exactEnv)
@@ -101,10 +103,10 @@ func TestHardeningSizeLimitExact(t *testing.T) {
 	t.Run("client to server, both netmsg", func(t *testing.T) {
 		t.Parallel()
 		srv := hdStartServer(t, netmsg.WithMaxMessageSize(limit))
-		got := hdTextSink(srv.Srv)
-		hdEchoHandler(srv.Srv)
+		got := hdTextSink(srv.Server)
+		hdEchoHandler(srv.Server)
 		disc := make(chan *netmsg.CloseError, 1)
-		cli := hdConnect(t, srv.URL, netmsg.WithMaxMessageSize(1<<20),
+		cli := nettest.Connect(t, srv.URL, netmsg.WithMaxMessageSize(1<<20),
 			netmsg.WithOnDisconnect(func(ce *netmsg.CloseError) { disc <- ce }))
 		ss := srv.NextOpen(t)
 
@@ -116,7 +118,7 @@ func TestHardeningSizeLimitExact(t *testing.T) {
 		select {
 		case ce := <-disc:
 			hdAssertTooLarge(t, ce, true)
-		case <-time.After(hdWait):
+		case <-time.After(nettest.Wait):
 			t.Fatal("the client did not see the close")
 		}
 	})
@@ -128,7 +130,7 @@ func TestHardeningSizeLimitExact(t *testing.T) {
 		cli := netmsg.NewClient(srv.URL, netmsg.WithMaxMessageSize(limit),
 			netmsg.WithOnDisconnect(func(ce *netmsg.CloseError) { disc <- ce }))
 		got := hdTextSink(cli)
-		ctx, cancel := context.WithTimeout(context.Background(), hdWait)
+		ctx, cancel := context.WithTimeout(context.Background(), nettest.Wait)
 		defer cancel()
 		require.NoError(t, cli.Connect(ctx))
 		t.Cleanup(func() { _ = cli.Close() })
@@ -141,7 +143,7 @@ func TestHardeningSizeLimitExact(t *testing.T) {
 		select {
 		case ce := <-disc:
 			hdAssertTooLarge(t, ce, false)
-		case <-time.After(hdWait):
+		case <-time.After(nettest.Wait):
 			t.Fatal("the client did not close")
 		}
 		hdAssertTooLarge(t, srv.CloseOf(t, ss).Err, true)
@@ -150,9 +152,9 @@ func TestHardeningSizeLimitExact(t *testing.T) {
 	t.Run("own limit fails the send only", func(t *testing.T) {
 		t.Parallel()
 		srv := hdStartServer(t, netmsg.WithMaxMessageSize(limit))
-		got := hdTextSink(srv.Srv)
-		hdEchoHandler(srv.Srv)
-		cli := hdConnect(t, srv.URL, netmsg.WithMaxMessageSize(limit))
+		got := hdTextSink(srv.Server)
+		hdEchoHandler(srv.Server)
+		cli := nettest.Connect(t, srv.URL, netmsg.WithMaxMessageSize(limit))
 		srv.NextOpen(t)
 
 		require.NoError(t, cli.Send(context.Background(), exactMsg))
@@ -171,12 +173,12 @@ func TestHardeningSizeLimitBeforePayload(t *testing.T) {
 	t.Parallel()
 	for _, n := range []uint64{64<<10 + 1, 1 << 40, 1<<63 - 1} {
 		srv := hdStartServer(t, netmsg.WithMaxMessageSize(64<<10))
-		hdEchoHandler(srv.Srv)
+		hdEchoHandler(srv.Server)
 		by := hdNewBystander(t, srv)
-		p := hdDialTCPUpgraded(t, srv.Addr, nil)
+		p := nettest.DialWSUpgraded(t, srv.Addr, nettest.WSDial{})
 		ss := srv.NextOpen(t)
 
-		p.WriteRaw(t, hdFrameHeader(0x82, n)) // and no payload at all
+		p.WriteRaw(t, nettest.FrameHeader(0x82, n)) // and no payload at all
 		assert.EqualValues(t, 1009, p.ReadCloseCode(t), "declared %d bytes: close code", n)
 		hdAssertTooLarge(t, srv.CloseOf(t, ss).Err, false)
 		p.AssertClosedByServer(t)
@@ -247,33 +249,33 @@ func hdBomb(t testing.TB, letters int) ([]byte, int) {
 func TestHardeningCompressionBomb(t *testing.T) {
 	const limit = netmsg.DefaultMaxMessageSize
 	srv := hdStartServer(t, netmsg.WithCompression(true))
-	hdEchoHandler(srv.Srv)
-	got := hdTextSink(srv.Srv)
+	hdEchoHandler(srv.Server)
+	got := hdTextSink(srv.Server)
 	by := hdNewBystander(t, srv)
 
 	// Build the bomb before measuring: a valid envelope of a registered type
 	// carrying 64 MiB of one letter, compressed to about 64 KiB.
 	hdBomb(t, 2<<20) // checks the construction by inflating it
 	c, inflated := hdBomb(t, 64<<20)
-	bomb := hdFrame(0xc2, c)
+	bomb := nettest.Frame(0xc2, c)
 	t.Logf("bomb: %d bytes inflating to %d (limit %d)", len(c), inflated, limit)
 	require.Less(t, len(c), limit, "the compressed frame itself must pass the frame size check")
 
 	hdr := http.Header{}
 	hdr.Set("Sec-WebSocket-Extensions", "permessage-deflate; client_no_context_takeover; server_no_context_takeover")
-	p := hdDialTCPUpgraded(t, srv.Addr, hdr)
+	p := nettest.DialWSUpgraded(t, srv.Addr, nettest.WSDial{Header: hdr})
 	require.Contains(t, p.Resp.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate")
 	ss := srv.NextOpen(t)
 
-	before := hdMemStats()
-	heap := hdSampleHeap()
+	before := nettest.MemStats()
+	heap := nettest.SampleHeap()
 	start := time.Now()
 	p.WriteRaw(t, bomb)
 	code := p.ReadCloseCode(t)
 	closed := srv.CloseOf(t, ss)
 	took := time.Since(start)
 	peak := heap.Stop()
-	after := hdMemStats()
+	after := nettest.MemStats()
 
 	assert.EqualValues(t, 1009, code, "close code the bomb's sender is told (gws's 1011 mapped)")
 	hdAssertTooLarge(t, closed.Err, false)
@@ -283,16 +285,16 @@ func TestHardeningCompressionBomb(t *testing.T) {
 		grew = peak - before.HeapInuse
 	}
 	t.Logf("refused in %v; allocated %s in total, peak HeapInuse %s above the start (limit %s)",
-		took, hdMiB(allocated), hdMiB(grew), hdMiB(limit))
+		took, nettest.MiB(allocated), nettest.MiB(grew), nettest.MiB(limit))
 	assert.Less(t, allocated, uint64(16*limit), "bytes allocated while refusing a 64 MiB bomb")
 	assert.Less(t, grew, uint64(16*limit), "peak heap growth while refusing a 64 MiB bomb")
 
 	// A message that inflates to less than the limit is still fine on the
 	// same server, and the bystander noticed nothing.
 	smallMsg, small := hdTextOfSize(t, limit/2)
-	p2 := hdDialTCPUpgraded(t, srv.Addr, hdr)
+	p2 := nettest.DialWSUpgraded(t, srv.Addr, nettest.WSDial{Header: hdr})
 	srv.NextOpen(t)
-	p2.WriteRaw(t, hdFrame(0xc2, hdDeflate(t, small)))
+	p2.WriteRaw(t, nettest.Frame(0xc2, hdDeflate(t, small)))
 	hdExpectText(t, got, len(smallMsg.S))
 	by.AssertFine(t)
 }
@@ -304,9 +306,9 @@ func TestHardeningCompressionBomb(t *testing.T) {
 func TestHardeningCompressedOverLimitBothSides(t *testing.T) {
 	t.Parallel()
 	srv := hdStartServer(t, netmsg.WithCompression(true), netmsg.WithMaxMessageSize(64<<10))
-	hdTextSink(srv.Srv)
+	hdTextSink(srv.Server)
 	disc := make(chan *netmsg.CloseError, 1)
-	cli := hdConnect(t, srv.URL, netmsg.WithCompression(true), netmsg.WithMaxMessageSize(8<<20),
+	cli := nettest.Connect(t, srv.URL, netmsg.WithCompression(true), netmsg.WithMaxMessageSize(8<<20),
 		netmsg.WithOnDisconnect(func(ce *netmsg.CloseError) { disc <- ce }))
 	ss := srv.NextOpen(t)
 
@@ -315,7 +317,7 @@ func TestHardeningCompressedOverLimitBothSides(t *testing.T) {
 	select {
 	case ce := <-disc:
 		hdAssertTooLarge(t, ce, true)
-	case <-time.After(hdWait):
+	case <-time.After(nettest.Wait):
 		t.Fatal("the client did not see the close")
 	}
 }

@@ -9,15 +9,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/netmsg/netmsg"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 type hdSlowResult struct {
-	closed       hdClosed      // the slow session's close
-	closedAfter  time.Duration // from the first broadcast
-	maxBroadcast time.Duration // the longest Broadcast call
+	closed       nettest.Closed // the slow session's close
+	closedAfter  time.Duration  // from the first broadcast
+	maxBroadcast time.Duration  // the longest Broadcast call
 	sent         int
 	delivered    []int64 // per fast client
 	deliverTook  time.Duration
@@ -32,20 +34,20 @@ type hdSlowResult struct {
 // few broadcasts instead of after the several MiB Linux would buffer.
 func hdSlowScenario(t *testing.T, opts ...netmsg.ServerOption) hdSlowResult {
 	t.Helper()
-	srv := hdStartServerOn(t, nil, func(c *net.TCPConn) { _ = c.SetWriteBuffer(64 << 10) },
+	srv := hdStartServerOn(t, nettest.Listen{Tune: func(c *net.TCPConn) { _ = c.SetWriteBuffer(64 << 10) }},
 		append([]netmsg.ServerOption{netmsg.WithHeartbeat(0, 0)}, opts...)...)
 	const fast = 3
 	counts := make([]atomic.Int64, fast)
 	for i := range fast {
 		cli := netmsg.NewClient(srv.URL, netmsg.WithHeartbeat(0, 0))
 		netmsg.AddMessageHandler(cli, func(ctx context.Context, s *netmsg.Session, m hdText) { counts[i].Add(1) })
-		ctx, cancel := context.WithTimeout(context.Background(), hdWait)
+		ctx, cancel := context.WithTimeout(context.Background(), nettest.Wait)
 		require.NoError(t, cli.Connect(ctx))
 		cancel()
 		t.Cleanup(func() { _ = cli.Close() })
 		srv.NextOpen(t)
 	}
-	slow := hdDialTCPUpgraded(t, srv.Addr, nil)
+	slow := nettest.DialWSUpgraded(t, srv.Addr, nettest.WSDial{})
 	require.NoError(t, slow.Conn.(*net.TCPConn).SetReadBuffer(4096))
 	slowSS := srv.NextOpen(t)
 
@@ -61,7 +63,7 @@ func hdSlowScenario(t *testing.T, opts ...netmsg.ServerOption) hdSlowResult {
 			break
 		}
 		bs := time.Now()
-		require.NoError(t, srv.Srv.Broadcast(context.Background(), msg))
+		require.NoError(t, srv.Server.Broadcast(context.Background(), msg))
 		r.maxBroadcast = max(r.maxBroadcast, time.Since(bs))
 		r.sent++
 		time.Sleep(2 * time.Millisecond)
@@ -79,7 +81,7 @@ func hdSlowScenario(t *testing.T, opts ...netmsg.ServerOption) hdSlowResult {
 			}
 		}
 		return true
-	}, hdWait, 5*time.Millisecond, "fast clients did not get all %d broadcasts", r.sent)
+	}, nettest.Wait, 5*time.Millisecond, "fast clients did not get all %d broadcasts", r.sent)
 	r.deliverTook = time.Since(ds)
 	for i := range counts {
 		r.delivered = append(r.delivered, counts[i].Load())
@@ -106,7 +108,7 @@ func TestHardeningSlowConsumer(t *testing.T) {
 		assert.ErrorIs(t, ce, os.ErrDeadlineExceeded, "closed by the write deadline: %v", ce)
 		// The socket is full after a few broadcasts; then it takes the
 		// write timeout.
-		assert.Less(t, r.closedAfter, hdWait, "closed after %v with a write timeout of %v", r.closedAfter, wt)
+		assert.Less(t, r.closedAfter, nettest.Wait, "closed after %v with a write timeout of %v", r.closedAfter, wt)
 		assert.Less(t, r.maxBroadcast, time.Second, "a Broadcast call waited for the slow session")
 	})
 
@@ -117,7 +119,7 @@ func TestHardeningSlowConsumer(t *testing.T) {
 		assert.Equal(t, netmsg.CloseSlowConsumer.String(), ce.Reason.String(), "reason of %v", ce)
 		assert.False(t, ce.Remote)
 		assert.Contains(t, ce.Text, "queue", "closed by the queue bound: %v", ce)
-		assert.Less(t, r.closedAfter, hdWait, "closed after %v; the write timeout (1 min) must not be what closed it", r.closedAfter)
+		assert.Less(t, r.closedAfter, nettest.Wait, "closed after %v; the write timeout (1 min) must not be what closed it", r.closedAfter)
 		// A Broadcast that waited for the blocked socket would wait up to
 		// the minute-long write timeout.
 		assert.Less(t, r.maxBroadcast, time.Second, "a Broadcast call waited for the slow session")

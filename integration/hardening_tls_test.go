@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/netmsg/netmsg"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -53,15 +55,15 @@ func hdSelfSigned(t testing.TB) (tls.Certificate, *x509.CertPool) {
 func TestHardeningTLS(t *testing.T) {
 	t.Parallel()
 	cert, pool := hdSelfSigned(t)
-	srv := hdStartServerOn(t, func(l net.Listener) net.Listener {
+	srv := hdStartServerOn(t, nettest.Listen{Wrap: func(l net.Listener) net.Listener {
 		return tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-	}, nil)
-	hdEchoHandler(srv.Srv)
+	}})
+	hdEchoHandler(srv.Server)
 	require.Contains(t, srv.URL, "wss://")
 
 	t.Run("trusted", func(t *testing.T) {
 		cfg := &tls.Config{RootCAs: pool}
-		cli := hdConnect(t, srv.URL, netmsg.WithTLSConfig(cfg))
+		cli := nettest.Connect(t, srv.URL, netmsg.WithTLSConfig(cfg))
 		ss := srv.NextOpen(t)
 		r, err := netmsg.SendRequest(context.Background(), cli, hdEcho{Text: "over TLS"})
 		require.NoError(t, err)
@@ -108,5 +110,5 @@ func TestHardeningTLS(t *testing.T) {
 		var host x509.HostnameError
 		require.ErrorAs(t, err, &host, "got %v", err)
 	})
-	assert.Zero(t, len(srv.opened), "sessions opened by refused clients")
+	assert.Zero(t, len(srv.rec.Open), "sessions opened by refused clients")
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/netmsg/netmsg"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -19,20 +21,19 @@ import (
 func TestLifecycleCallbackPanics(t *testing.T) {
 	t.Parallel()
 	var opens, serverCloses atomic.Int32
-	srv := lcStartServer(t, "127.0.0.1:0",
-		netmsg.WithOnSessionOpen(func(*netmsg.Session) {
-			if opens.Add(1) == 1 {
-				panic("bug in OnSessionOpen")
-			}
-		}),
+	srv := nettest.StartServer(t, netmsg.WithOnSessionOpen(func(*netmsg.Session) {
+		if opens.Add(1) == 1 {
+			panic("bug in OnSessionOpen")
+		}
+	}),
 		netmsg.WithOnSessionClose(func(*netmsg.Session, *netmsg.CloseError) {
 			serverCloses.Add(1)
 			panic("bug in OnSessionClose")
 		}))
-	lcEchoHandler(srv.Srv, "srv:")
+	lcEchoHandler(srv.Server, "srv:")
 
 	var connects, disconnects, reconnecting atomic.Int32
-	cli := lcConnect(t, srv.URL,
+	cli := nettest.Connect(t, srv.URL,
 		netmsg.WithReconnect(lcConstBackOff()),
 		netmsg.WithOnConnect(func(context.Context, *netmsg.Session) error {
 			if connects.Add(1) == 2 {
@@ -51,7 +52,7 @@ func TestLifecycleCallbackPanics(t *testing.T) {
 		}))
 
 	// The first session survived its panicking OnSessionOpen.
-	ctx, cancel := context.WithTimeout(context.Background(), lcWait)
+	ctx, cancel := context.WithTimeout(context.Background(), nettest.Wait)
 	defer cancel()
 	r, err := netmsg.SendRequest(ctx, cli, lcEcho{Text: "one"})
 	require.NoError(t, err)
@@ -59,12 +60,12 @@ func TestLifecycleCallbackPanics(t *testing.T) {
 
 	first := cli.Session()
 	require.NotNil(t, first)
-	for s := range srv.Srv.Sessions() {
+	for s := range srv.Server.Sessions() {
 		require.NoError(t, s.Close("bye"))
 	}
 	select {
 	case <-first.Done():
-	case <-time.After(lcWait):
+	case <-time.After(nettest.Wait):
 		t.Fatal("the session whose OnDisconnect panicked never reported Done")
 	}
 	require.NotNil(t, first.Err())
@@ -76,5 +77,5 @@ func TestLifecycleCallbackPanics(t *testing.T) {
 	assert.GreaterOrEqual(t, connects.Load(), int32(3))
 	assert.GreaterOrEqual(t, disconnects.Load(), int32(2), "one disconnect per session that ended")
 	assert.GreaterOrEqual(t, serverCloses.Load(), int32(2))
-	assert.Equal(t, 1, srv.Srv.SessionCount())
+	assert.Equal(t, 1, srv.Server.SessionCount())
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/cenkalti/backoff/v4"
 	"github.com/netmsg/netmsg"
 	"github.com/stretchr/testify/assert"
@@ -80,7 +82,7 @@ func lcCloseConcurrently(t *testing.T, cli *netmsg.Client, n int) {
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(lcWait + lcCloseBound):
+	case <-time.After(nettest.Wait + lcCloseBound):
 		t.Fatal("Close did not return")
 	}
 	close(took)
@@ -119,7 +121,7 @@ func TestLifecycleClientCloseFromAnyState(t *testing.T) {
 		go func() { connectErr <- cli.Connect(context.Background()) }()
 		select {
 		case <-accepted:
-		case <-time.After(lcWait):
+		case <-time.After(nettest.Wait):
 			t.Fatal("the client never dialled")
 		}
 		time.Sleep(50 * time.Millisecond) // well into the handshake
@@ -128,30 +130,30 @@ func TestLifecycleClientCloseFromAnyState(t *testing.T) {
 		select {
 		case err := <-connectErr:
 			assert.Error(t, err)
-		case <-time.After(lcWait):
+		case <-time.After(nettest.Wait):
 			t.Fatal("Connect did not return after Close")
 		}
 	})
 
 	t.Run("connected", func(t *testing.T) {
 		t.Parallel()
-		srv := lcStartServer(t, "127.0.0.1:0")
+		srv := nettest.StartServer(t)
 		cli := netmsg.NewClient(srv.URL, netmsg.WithReconnect(lcConstBackOff()))
-		ctx, cancel := context.WithTimeout(context.Background(), lcWait)
+		ctx, cancel := context.WithTimeout(context.Background(), nettest.Wait)
 		defer cancel()
 		require.NoError(t, cli.Connect(ctx))
 		lcCloseConcurrently(t, cli, 8)
-		require.Eventually(t, func() bool { return srv.Srv.SessionCount() == 0 }, lcWait, time.Millisecond)
+		require.Eventually(t, func() bool { return srv.Server.SessionCount() == 0 }, nettest.Wait, time.Millisecond)
 	})
 
 	t.Run("backing off", func(t *testing.T) {
 		t.Parallel()
-		rec := lcNewRecorder()
-		srv := lcStartServer(t, "127.0.0.1:0", rec.ServerOptions()...)
+		rec := nettest.NewRecorder()
+		srv := nettest.StartServer(t, rec.ServerOptions()...)
 		rc := lcNewReconnecting()
 		cli := netmsg.NewClient(srv.URL, netmsg.WithReconnect(backoff.NewConstantBackOff(time.Minute)), rc.Option(),
 			netmsg.WithRequestTimeout(20*time.Second))
-		ctx, cancel := context.WithTimeout(context.Background(), lcWait)
+		ctx, cancel := context.WithTimeout(context.Background(), nettest.Wait)
 		defer cancel()
 		require.NoError(t, cli.Connect(ctx))
 		require.NoError(t, rec.NextOpen(t).Close("go away for a while"))
@@ -160,14 +162,14 @@ func TestLifecycleClientCloseFromAnyState(t *testing.T) {
 		waiting := lcGoRequest(t, context.Background(), cli, lcEcho{Text: "waiting"})
 		lcAssertPending(t, waiting, 50*time.Millisecond)
 		lcCloseConcurrently(t, cli, 4)
-		r := lcAwait(t, waiting, lcWait)
+		r := lcAwait(t, waiting, nettest.Wait)
 		assert.ErrorIs(t, r.Err, netmsg.ErrClosed, "a call waiting for the connection when Close was called")
 		assert.Less(t, r.Took, 10*time.Second, "Close did not release the waiting call")
 	})
 
 	t.Run("inside OnConnect of the first connect", func(t *testing.T) {
 		t.Parallel()
-		srv := lcStartServer(t, "127.0.0.1:0")
+		srv := nettest.StartServer(t)
 		conns := lcNewConnects(func(ctx context.Context, n int, s *netmsg.Session) error {
 			<-ctx.Done() // waits until Close
 			return ctx.Err()
@@ -180,16 +182,16 @@ func TestLifecycleClientCloseFromAnyState(t *testing.T) {
 		select {
 		case err := <-connectErr:
 			assert.Error(t, err)
-		case <-time.After(lcWait):
+		case <-time.After(nettest.Wait):
 			t.Fatal("Connect did not return after Close")
 		}
-		require.Eventually(t, func() bool { return srv.Srv.SessionCount() == 0 }, lcWait, time.Millisecond)
+		require.Eventually(t, func() bool { return srv.Server.SessionCount() == 0 }, nettest.Wait, time.Millisecond)
 	})
 
 	t.Run("inside OnConnect of a reconnect", func(t *testing.T) {
 		t.Parallel()
-		rec := lcNewRecorder()
-		srv := lcStartServer(t, "127.0.0.1:0", rec.ServerOptions()...)
+		rec := nettest.NewRecorder()
+		srv := nettest.StartServer(t, rec.ServerOptions()...)
 		conns := lcNewConnects(func(ctx context.Context, n int, s *netmsg.Session) error {
 			if n == 1 {
 				return nil
@@ -198,7 +200,7 @@ func TestLifecycleClientCloseFromAnyState(t *testing.T) {
 			return ctx.Err()
 		})
 		cli := netmsg.NewClient(srv.URL, netmsg.WithReconnect(lcConstBackOff()), conns.Option())
-		ctx, cancel := context.WithTimeout(context.Background(), lcWait)
+		ctx, cancel := context.WithTimeout(context.Background(), nettest.Wait)
 		defer cancel()
 		require.NoError(t, cli.Connect(ctx))
 		conns.Next(t)
@@ -206,21 +208,21 @@ func TestLifecycleClientCloseFromAnyState(t *testing.T) {
 		conns.Next(t)
 		assert.Equal(t, netmsg.Connecting, cli.State())
 		lcCloseConcurrently(t, cli, 4)
-		require.Eventually(t, func() bool { return srv.Srv.SessionCount() == 0 }, lcWait, time.Millisecond)
+		require.Eventually(t, func() bool { return srv.Server.SessionCount() == 0 }, nettest.Wait, time.Millisecond)
 	})
 
 	t.Run("after the client stopped", func(t *testing.T) {
 		t.Parallel()
-		rec := lcNewRecorder()
-		srv := lcStartServer(t, "127.0.0.1:0", rec.ServerOptions()...)
+		rec := nettest.NewRecorder()
+		srv := nettest.StartServer(t, rec.ServerOptions()...)
 		cli := netmsg.NewClient(srv.URL, netmsg.WithReconnect(lcConstBackOff()))
-		ctx, cancel := context.WithTimeout(context.Background(), lcWait)
+		ctx, cancel := context.WithTimeout(context.Background(), nettest.Wait)
 		defer cancel()
 		require.NoError(t, cli.Connect(ctx))
 		require.NoError(t, rec.NextOpen(t).Kick("no"))
 		select {
 		case <-cli.Done():
-		case <-time.After(lcWait):
+		case <-time.After(nettest.Wait):
 			t.Fatal("not stopped by the kick")
 		}
 		start := time.Now()
@@ -240,8 +242,8 @@ func TestLifecycleClientCloseFromCallbacks(t *testing.T) {
 	for _, where := range []string{"OnReconnecting", "OnDisconnect"} {
 		t.Run(where, func(t *testing.T) {
 			t.Parallel()
-			rec := lcNewRecorder()
-			srv := lcStartServer(t, "127.0.0.1:0", rec.ServerOptions()...)
+			rec := nettest.NewRecorder()
+			srv := nettest.StartServer(t, rec.ServerOptions()...)
 			var cli *netmsg.Client
 			var once sync.Once
 			closed := make(chan time.Duration, 1)
@@ -263,13 +265,13 @@ func TestLifecycleClientCloseFromCallbacks(t *testing.T) {
 				opts = append(opts, netmsg.WithOnDisconnect(func(*netmsg.CloseError) { closeOnce() }))
 			}
 			cli = netmsg.NewClient(srv.URL, opts...)
-			t.Cleanup(func() { lcCloseWithin(t, cli, lcCloseBound) })
-			ctx, cancel := context.WithTimeout(context.Background(), lcWait)
+			t.Cleanup(func() { nettest.CloseWithin(t, cli, lcCloseBound) })
+			ctx, cancel := context.WithTimeout(context.Background(), nettest.Wait)
 			defer cancel()
 			require.NoError(t, cli.Connect(ctx))
 			ss := rec.NextOpen(t)
 			if where == "OnReconnecting" {
-				require.NoError(t, srv.Shutdown(t, lcWait)) // every attempt fails from now on
+				require.NoError(t, srv.Stop(t, nettest.Wait)) // every attempt fails from now on
 			} else {
 				require.NoError(t, ss.Close("bye"))
 			}
@@ -281,7 +283,7 @@ func TestLifecycleClientCloseFromCallbacks(t *testing.T) {
 			}
 			select {
 			case <-cli.Done():
-			case <-time.After(lcWait):
+			case <-time.After(nettest.Wait):
 				t.Fatal("Done not closed")
 			}
 			assert.Equal(t, netmsg.Closed, cli.State())
@@ -294,28 +296,28 @@ func TestLifecycleClientCloseFromCallbacks(t *testing.T) {
 // rather than wait for the handler it runs in, and the client is then done.
 func TestLifecycleClientCloseFromHandler(t *testing.T) {
 	t.Parallel()
-	rec := lcNewRecorder()
-	srv := lcStartServer(t, "127.0.0.1:0", rec.ServerOptions()...)
-	cli := lcNewClient(t, srv.URL, netmsg.WithReconnect(lcConstBackOff()))
+	rec := nettest.NewRecorder()
+	srv := nettest.StartServer(t, rec.ServerOptions()...)
+	cli := nettest.NewClient(t, srv.URL, netmsg.WithReconnect(lcConstBackOff()))
 	closed := make(chan time.Duration, 1)
 	netmsg.AddMessageHandler(cli, func(ctx context.Context, s *netmsg.Session, n lcNote) {
 		start := time.Now()
 		assert.NoError(t, cli.Close())
 		closed <- time.Since(start)
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), lcWait)
+	ctx, cancel := context.WithTimeout(context.Background(), nettest.Wait)
 	defer cancel()
 	require.NoError(t, cli.Connect(ctx))
 	require.NoError(t, rec.NextOpen(t).Send(ctx, lcNote{Text: "go away"}))
 	select {
 	case d := <-closed:
 		assert.Less(t, d, lcCloseBound)
-	case <-time.After(lcCloseBound + lcWait):
+	case <-time.After(lcCloseBound + nettest.Wait):
 		t.Fatal("Close called from a message handler did not return")
 	}
 	select {
 	case <-cli.Done():
-	case <-time.After(lcWait):
+	case <-time.After(nettest.Wait):
 		t.Fatal("Done not closed after the handler returned")
 	}
 	assert.Equal(t, netmsg.Closed, cli.State())

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/lxzan/gws"
 	"github.com/netmsg/netmsg"
 	"github.com/stretchr/testify/assert"
@@ -17,10 +19,10 @@ import (
 // *CloseError, not when the wait is over.
 func TestLifecycleGracefulCloseFailsPendingAtOnce(t *testing.T) {
 	t.Parallel()
-	srv := lcStartServer(t, "127.0.0.1:0")
-	hold := lcAddHold(srv.Srv)
+	srv := nettest.StartServer(t)
+	hold := lcAddHold(srv.Server)
 	relay := lcRelay(t, srv.Addr)
-	cli := lcConnect(t, lcRelayURL(relay), netmsg.WithDisconnectTimeout(3*time.Second))
+	cli := nettest.Connect(t, lcRelayURL(relay), netmsg.WithDisconnectTimeout(3*time.Second))
 	res := lcGoRequest(t, context.Background(), cli, lcHold{Key: "pending"})
 	<-hold.started
 	relay.Blackhole()
@@ -28,9 +30,9 @@ func TestLifecycleGracefulCloseFailsPendingAtOnce(t *testing.T) {
 	start := time.Now()
 	closed := make(chan struct{})
 	go func() { defer close(closed); _ = cli.Close() }()
-	r := lcAwait(t, res, lcWait)
+	r := lcAwait(t, res, nettest.Wait)
 	failedAfter := time.Since(start)
-	ce := lcCloseErrorOf(t, r.Err)
+	ce := nettest.CloseErrorOf(t, r.Err)
 	assert.Equal(t, netmsg.CloseNormal.String(), ce.Reason.String())
 	assert.Less(t, failedAfter, time.Second, "the pending call waited for the close handshake")
 	relay.Resume()
@@ -44,25 +46,25 @@ func TestLifecycleGracefulCloseFailsPendingAtOnce(t *testing.T) {
 func TestLifecycleCloseFromReadLoopCallback(t *testing.T) {
 	t.Parallel()
 	took := make(chan time.Duration, 1)
-	rec := lcNewRecorder()
-	srv := lcStartServer(t, "127.0.0.1:0", append(rec.ServerOptions(),
+	rec := nettest.NewRecorder()
+	srv := nettest.StartServer(t, append(rec.ServerOptions(),
 		netmsg.WithOnError(func(s *netmsg.Session, err error) {
 			start := time.Now()
 			_ = s.Close("bad input")
 			took <- time.Since(start)
 		}))...)
-	raw := lcDialRaw(t, srv.URL, true, true)
+	raw := nettest.DialGws(t, srv.URL, nettest.GwsConfig{})
 	rec.NextOpen(t)
 	require.NoError(t, raw.Conn.WriteMessage(gws.OpcodeText, []byte("not an envelope")))
 
 	select {
 	case d := <-took:
 		assert.Less(t, d, time.Second, "Session.Close on the read loop waited")
-	case <-time.After(lcWait):
+	case <-time.After(nettest.Wait):
 		t.Fatal("OnError did not run")
 	}
-	sc := rec.NextServerClose(t)
-	lcAssertClose(t, sc.Err, netmsg.CloseProtocolError, 1002, false)
+	sc := rec.NextClose(t)
+	nettest.AssertClose(t, sc.Err, netmsg.CloseProtocolError, 1002, false)
 }
 
 // TestLifecycleCloseDuringOnConnect: Close while OnConnect waits on a request
@@ -70,10 +72,10 @@ func TestLifecycleCloseFromReadLoopCallback(t *testing.T) {
 // Close closes the session being set up, which fails the request.
 func TestLifecycleCloseDuringOnConnect(t *testing.T) {
 	t.Parallel()
-	srv := lcStartServer(t, "127.0.0.1:0")
-	lcAddHold(srv.Srv)
+	srv := nettest.StartServer(t)
+	lcAddHold(srv.Server)
 	in := make(chan struct{})
-	cli := lcNewClient(t, srv.URL,
+	cli := nettest.NewClient(t, srv.URL,
 		netmsg.WithRequestTimeout(time.Minute),
 		netmsg.WithOnConnect(func(_ context.Context, s *netmsg.Session) error {
 			close(in)
@@ -83,12 +85,12 @@ func TestLifecycleCloseDuringOnConnect(t *testing.T) {
 	connectErr := make(chan error, 1)
 	go func() { connectErr <- cli.Connect(context.Background()) }()
 	<-in
-	d := lcCloseWithin(t, cli, lcCloseBound)
+	d := nettest.CloseWithin(t, cli, lcCloseBound)
 	assert.Less(t, d, 2*time.Second)
 	select {
 	case err := <-connectErr:
 		assert.Error(t, err)
-	case <-time.After(lcWait):
+	case <-time.After(nettest.Wait):
 		t.Fatal("Connect did not return after Close")
 	}
 }

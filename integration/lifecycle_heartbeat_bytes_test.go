@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/netmsg/netmsg"
 	"github.com/netmsg/netmsg/internal/wire"
 	"github.com/stretchr/testify/assert"
@@ -21,11 +23,11 @@ func TestLifecycleHeartbeatSlowLargeFrame(t *testing.T) {
 	srv := hdStartServer(t,
 		netmsg.WithHeartbeat(100*time.Millisecond, 500*time.Millisecond),
 		netmsg.WithOnUnhandled(func(_ *netmsg.Session, typ string) { unhandled <- typ }))
-	p := hdDialTCPUpgraded(t, srv.Addr, nil)
+	p := nettest.DialWSUpgraded(t, srv.Addr, nettest.WSDial{})
 	ss := srv.NextOpen(t)
 
 	body := `"` + strings.Repeat("x", 48<<10) + `"`
-	frame := hdFrame(0x82, hdEnv(wire.KindMessage, 0, "slow.Upload", body))
+	frame := nettest.Frame(0x82, nettest.Envelope(wire.KindMessage, 0, "slow.Upload", body))
 	const chunk = 400 // every 10 ms: about 40 KiB/s, 1.2 s for the frame
 	start := time.Now()
 	for off := 0; off < len(frame); off += chunk {
@@ -38,7 +40,7 @@ func TestLifecycleHeartbeatSlowLargeFrame(t *testing.T) {
 	select {
 	case typ := <-unhandled:
 		assert.Equal(t, "slow.Upload", typ)
-	case <-time.After(hdWait):
+	case <-time.After(nettest.Wait):
 		t.Fatal("the slow frame was not delivered")
 	}
 	assert.Nil(t, ss.Err(), "after a frame that took %v (receive timeout 500ms)", took)
@@ -52,12 +54,12 @@ func TestHardeningFrameBeforeUpgradeAnswer(t *testing.T) {
 	t.Parallel()
 	unhandled := make(chan string, 1)
 	srv := hdStartServer(t, netmsg.WithOnUnhandled(func(_ *netmsg.Session, typ string) { unhandled <- typ }))
-	p := hdDialTCPPipelined(t, srv.Addr, hdFrame(0x82, hdEnv(wire.KindMessage, 0, "early.Bird", `"x"`)))
+	p := nettest.DialWS(t, srv.Addr, nettest.WSDial{First: nettest.Frame(0x82, nettest.Envelope(wire.KindMessage, 0, "early.Bird", `"x"`))})
 	require.Equal(t, 101, p.Resp.StatusCode)
 	select {
 	case typ := <-unhandled:
 		assert.Equal(t, "early.Bird", typ)
-	case <-time.After(hdWait):
+	case <-time.After(nettest.Wait):
 		t.Fatal("the frame sent with the upgrade request was lost")
 	}
 }

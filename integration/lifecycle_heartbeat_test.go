@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/lxzan/gws"
 	"github.com/netmsg/netmsg"
 	"github.com/netmsg/netmsg/internal/wire"
@@ -31,12 +33,12 @@ func lcAddSleep(r netmsg.Registrar) {
 }
 
 // lcNoLoss fails if either side reported a close.
-func lcNoLoss(t *testing.T, rec *lcRecorder) {
+func lcNoLoss(t *testing.T, rec *nettest.Recorder) {
 	t.Helper()
 	select {
-	case ce := <-rec.cliDisc:
+	case ce := <-rec.Disconnect:
 		t.Fatalf("client disconnected: %v", ce)
-	case sc := <-rec.srvClosed:
+	case sc := <-rec.Close:
 		t.Fatalf("server session closed: %v", sc.Err)
 	default:
 	}
@@ -46,13 +48,13 @@ func lcNoLoss(t *testing.T, rec *lcRecorder) {
 // of latency each way for seconds: no false loss, and RTT measures the link.
 func TestLifecycleHeartbeatHappyPath(t *testing.T) {
 	t.Parallel()
-	rec := lcNewRecorder()
+	rec := nettest.NewRecorder()
 	hb := netmsg.WithHeartbeat(100*time.Millisecond, time.Second)
-	srv := lcStartServer(t, "127.0.0.1:0", append(rec.ServerOptions(), hb)...)
-	lcEchoHandler(srv.Srv, "")
+	srv := nettest.StartServer(t, append(rec.ServerOptions(), hb)...)
+	lcEchoHandler(srv.Server, "")
 	relay := lcRelay(t, srv.Addr)
 	relay.Delay(30 * time.Millisecond)
-	cli := lcConnect(t, lcRelayURL(relay), append(rec.ClientOptions(), hb)...)
+	cli := nettest.Connect(t, lcRelayURL(relay), append(rec.ClientOptions(), hb)...)
 	ss := rec.NextOpen(t)
 	cs := cli.Session()
 	require.NotNil(t, cs)
@@ -82,24 +84,24 @@ func TestLifecycleHeartbeatHappyPath(t *testing.T) {
 // a raw peer, and checks it answers the peer's pings.
 func TestLifecycleHeartbeatPingsCarryClock(t *testing.T) {
 	t.Parallel()
-	rec := lcNewRecorder()
-	srv := lcStartServer(t, "127.0.0.1:0", append(rec.ServerOptions(), netmsg.WithHeartbeat(100*time.Millisecond, 2*time.Second))...)
-	raw := lcDialRaw(t, srv.URL, true, true)
+	rec := nettest.NewRecorder()
+	srv := nettest.StartServer(t, append(rec.ServerOptions(), netmsg.WithHeartbeat(100*time.Millisecond, 2*time.Second))...)
+	raw := nettest.DialGws(t, srv.URL, nettest.GwsConfig{})
 	ss := rec.NextOpen(t)
 
 	var p []byte
 	select {
 	case p = <-raw.Pings:
-	case <-time.After(lcWait):
+	case <-time.After(nettest.Wait):
 		t.Fatal("the server sent no ping")
 	}
 	require.Len(t, p, 8, "a ping carries the sender's clock (8 bytes)")
 	sent := time.Unix(0, int64(binary.BigEndian.Uint64(p)))
-	assert.WithinDuration(t, time.Now(), sent, lcWait, "the ping's clock")
+	assert.WithinDuration(t, time.Now(), sent, nettest.Wait, "the ping's clock")
 
 	// More pings follow, one per interval.
 	n := 0
-	timeout := time.After(lcWait)
+	timeout := time.After(nettest.Wait)
 	for n < 3 {
 		select {
 		case <-raw.Pings:
@@ -109,7 +111,7 @@ func TestLifecycleHeartbeatPingsCarryClock(t *testing.T) {
 		}
 	}
 	// The raw peer answered them: the server has a round trip.
-	require.Eventually(t, func() bool { return ss.RTT() > 0 }, lcWait, 10*time.Millisecond, "server RTT")
+	require.Eventually(t, func() bool { return ss.RTT() > 0 }, nettest.Wait, 10*time.Millisecond, "server RTT")
 	assert.Less(t, ss.RTT(), time.Second)
 
 	// The server answers our ping with the same payload.
@@ -117,7 +119,7 @@ func TestLifecycleHeartbeatPingsCarryClock(t *testing.T) {
 	select {
 	case pong := <-raw.Pongs:
 		assert.Equal(t, "are you there", string(pong))
-	case <-time.After(lcWait):
+	case <-time.After(nettest.Wait):
 		t.Fatal("no pong")
 	}
 	lcNoLoss(t, rec)
@@ -139,9 +141,9 @@ func TestLifecycleHeartbeatReceiveTimeout(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			rec := lcNewRecorder()
-			srv := lcStartServer(t, "127.0.0.1:0", append(rec.ServerOptions(), netmsg.WithHeartbeat(lcInterval, lcSafeTimeout))...)
-			raw := lcDialRaw(t, srv.URL, true, false) // reads, never pongs
+			rec := nettest.NewRecorder()
+			srv := nettest.StartServer(t, append(rec.ServerOptions(), netmsg.WithHeartbeat(lcInterval, lcSafeTimeout))...)
+			raw := nettest.DialGws(t, srv.URL, nettest.GwsConfig{NoPong: true}) // reads, never pongs
 			ss := rec.NextOpen(t)
 
 			silentFrom := time.Now()
@@ -156,9 +158,9 @@ func TestLifecycleHeartbeatReceiveTimeout(t *testing.T) {
 				require.Nil(t, ss.Err(), "closed although the peer kept sending")
 			}
 
-			sc := rec.NextServerClose(t)
+			sc := rec.NextClose(t)
 			took := time.Since(silentFrom)
-			lcAssertClose(t, sc.Err, netmsg.CloseConnectionLost, 0, false)
+			nettest.AssertClose(t, sc.Err, netmsg.CloseConnectionLost, 0, false)
 			assert.GreaterOrEqual(t, took, lcSafeTimeout-lcInterval, "closed before the receive timeout")
 			t.Logf("detected after %v of silence (bound %v)", took, lcSafeTimeout+lcInterval)
 			raw.NextClose(t) // the server dropped the connection
@@ -172,11 +174,11 @@ func TestLifecycleHeartbeatReceiveTimeout(t *testing.T) {
 // receive timeout, on both ends, cause no false loss.
 func TestLifecycleHeartbeatBusyHandler(t *testing.T) {
 	t.Parallel()
-	rec := lcNewRecorder()
+	rec := nettest.NewRecorder()
 	hb := netmsg.WithHeartbeat(lcInterval, lcSafeTimeout)
-	srv := lcStartServer(t, "127.0.0.1:0", append(rec.ServerOptions(), hb)...)
-	lcAddSleep(srv.Srv)
-	cli := lcNewClient(t, srv.URL, append(rec.ClientOptions(), hb)...)
+	srv := nettest.StartServer(t, append(rec.ServerOptions(), hb)...)
+	lcAddSleep(srv.Server)
+	cli := nettest.NewClient(t, srv.URL, append(rec.ClientOptions(), hb)...)
 	lcAddSleep(cli)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -201,11 +203,11 @@ func TestLifecycleHeartbeatFullMailbox(t *testing.T) {
 	for _, side := range []string{"server", "client"} {
 		t.Run(side+" mailbox full", func(t *testing.T) {
 			t.Parallel()
-			rec := lcNewRecorder()
+			rec := nettest.NewRecorder()
 			hb := netmsg.WithHeartbeat(lcInterval, lcSafeTimeout)
 			var handled atomic.Int32
 			// The handler also ends with its session, so the order of cleanups does not matter.
-			release, releaseAll := lcReleaser(t)
+			release, releaseAll := nettest.Releaser(t)
 			handler := func(ctx context.Context, s *netmsg.Session, n lcNote) {
 				select {
 				case <-release:
@@ -220,13 +222,13 @@ func TestLifecycleHeartbeatFullMailbox(t *testing.T) {
 			} else {
 				cliOpts = append(cliOpts, netmsg.WithMailboxSize(2))
 			}
-			srv := lcStartServer(t, "127.0.0.1:0", srvOpts...)
-			lcEchoHandler(srv.Srv, "srv:")
-			cli := lcNewClient(t, srv.URL, cliOpts...)
+			srv := nettest.StartServer(t, srvOpts...)
+			lcEchoHandler(srv.Server, "srv:")
+			cli := nettest.NewClient(t, srv.URL, cliOpts...)
 			lcEchoHandler(cli, "cli:")
 			var sender netmsg.Peer
 			if side == "server" {
-				netmsg.AddMessageHandler(srv.Srv, handler)
+				netmsg.AddMessageHandler(srv.Server, handler)
 				sender = cli
 			} else {
 				netmsg.AddMessageHandler(cli, handler)
@@ -255,7 +257,7 @@ func TestLifecycleHeartbeatFullMailbox(t *testing.T) {
 			assert.Less(t, int(handled.Load()), n)
 
 			releaseAll()
-			require.Eventually(t, func() bool { return handled.Load() == n }, lcWait, 10*time.Millisecond,
+			require.Eventually(t, func() bool { return handled.Load() == n }, nettest.Wait, 10*time.Millisecond,
 				"handled %d of %d", handled.Load(), n)
 			r, err := netmsg.SendRequest(ctx, cli, lcEcho{Text: "x"})
 			require.NoError(t, err)
@@ -276,9 +278,9 @@ func TestLifecycleHeartbeatDisabled(t *testing.T) {
 
 	t.Run("no pings, no timeout", func(t *testing.T) {
 		t.Parallel()
-		rec := lcNewRecorder()
-		srv := lcStartServer(t, "127.0.0.1:0", append(rec.ServerOptions(), off[0], off[1])...)
-		raw := lcDialRaw(t, srv.URL, true, false) // silent
+		rec := nettest.NewRecorder()
+		srv := nettest.StartServer(t, append(rec.ServerOptions(), off[0], off[1])...)
+		raw := nettest.DialGws(t, srv.URL, nettest.GwsConfig{NoPong: true}) // silent
 		ss := rec.NextOpen(t)
 		time.Sleep(1200 * time.Millisecond) // four receive timeouts of the overridden setting
 		assert.Zero(t, len(raw.Pings), "pings sent with heartbeats off")
@@ -289,11 +291,11 @@ func TestLifecycleHeartbeatDisabled(t *testing.T) {
 
 	t.Run("blackholed link stays up", func(t *testing.T) {
 		t.Parallel()
-		rec := lcNewRecorder()
-		srv := lcStartServer(t, "127.0.0.1:0", append(rec.ServerOptions(), off[0], off[1])...)
-		lcEchoHandler(srv.Srv, "")
+		rec := nettest.NewRecorder()
+		srv := nettest.StartServer(t, append(rec.ServerOptions(), off[0], off[1])...)
+		lcEchoHandler(srv.Server, "")
 		relay := lcRelay(t, srv.Addr)
-		cli := lcConnect(t, lcRelayURL(relay), append(rec.ClientOptions(), off[0], off[1])...)
+		cli := nettest.Connect(t, lcRelayURL(relay), append(rec.ClientOptions(), off[0], off[1])...)
 		ss := rec.NextOpen(t)
 		cs := cli.Session()
 
@@ -315,10 +317,10 @@ func TestLifecycleHeartbeatDisabled(t *testing.T) {
 // detected by the side that pings.
 func TestLifecycleHeartbeatOneSided(t *testing.T) {
 	t.Parallel()
-	rec := lcNewRecorder()
-	srv := lcStartServer(t, "127.0.0.1:0", append(rec.ServerOptions(), netmsg.WithHeartbeat(lcInterval, lcSafeTimeout))...)
+	rec := nettest.NewRecorder()
+	srv := nettest.StartServer(t, append(rec.ServerOptions(), netmsg.WithHeartbeat(lcInterval, lcSafeTimeout))...)
 	relay := lcRelay(t, srv.Addr)
-	cli := lcConnect(t, lcRelayURL(relay), append(rec.ClientOptions(), netmsg.WithHeartbeat(0, 0))...)
+	cli := nettest.Connect(t, lcRelayURL(relay), append(rec.ClientOptions(), netmsg.WithHeartbeat(0, 0))...)
 	ss := rec.NextOpen(t)
 	cs := cli.Session()
 
@@ -328,8 +330,8 @@ func TestLifecycleHeartbeatOneSided(t *testing.T) {
 	assert.Zero(t, cs.RTT(), "the client sent pings with heartbeats off")
 
 	relay.Latest().Blackhole()
-	sc := rec.NextServerClose(t)
-	lcAssertClose(t, sc.Err, netmsg.CloseConnectionLost, 0, false)
+	sc := rec.NextClose(t)
+	nettest.AssertClose(t, sc.Err, netmsg.CloseConnectionLost, 0, false)
 	assert.Nil(t, cs.Err(), "the client, with heartbeats off, cannot know")
 	relay.Latest().Close() // let the client learn it the hard way (FIN)
 	rec.NextDisconnect(t)

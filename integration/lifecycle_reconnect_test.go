@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/cenkalti/backoff/v4"
 	"github.com/netmsg/netmsg"
 	"github.com/stretchr/testify/assert"
@@ -59,7 +61,7 @@ func (c *lcConnects) Next(t testing.TB) *netmsg.Session {
 	select {
 	case s := <-c.calls:
 		return s
-	case <-time.After(lcWait):
+	case <-time.After(nettest.Wait):
 		t.Fatal("OnConnect was not called")
 		return nil
 	}
@@ -113,7 +115,7 @@ func (r *lcReconnecting) Next(t testing.TB) lcAttempt {
 	select {
 	case a := <-r.ch:
 		return a
-	case <-time.After(lcWait):
+	case <-time.After(nettest.Wait):
 		t.Fatal("OnReconnecting was not called")
 		return lcAttempt{}
 	}
@@ -133,13 +135,13 @@ func lcDeadAddr(t testing.TB) string {
 
 func TestLifecycleReconnectAfterLinkFailure(t *testing.T) {
 	t.Parallel()
-	rec := lcNewRecorder()
-	srv := lcStartServer(t, "127.0.0.1:0", rec.ServerOptions()...)
-	lcEchoHandler(srv.Srv, "")
+	rec := nettest.NewRecorder()
+	srv := nettest.StartServer(t, rec.ServerOptions()...)
+	lcEchoHandler(srv.Server, "")
 	relay := lcRelay(t, srv.Addr)
 	conns := lcNewConnects(nil)
 	rc := lcNewReconnecting()
-	cli := lcConnect(t, lcRelayURL(relay), append(rec.ClientOptions(),
+	cli := nettest.Connect(t, lcRelayURL(relay), append(rec.ClientOptions(),
 		netmsg.WithReconnect(lcConstBackOff()), conns.Option(), rc.Option())...)
 	first := conns.Next(t)
 	assert.Same(t, first, cli.Session())
@@ -153,7 +155,7 @@ func TestLifecycleReconnectAfterLinkFailure(t *testing.T) {
 	assert.Equal(t, lcAttempt{1, 20 * time.Millisecond}, a)
 	second := conns.Next(t)
 	assert.NotEqual(t, first.ID(), second.ID())
-	lcWaitState(t, cli, netmsg.Connected)
+	nettest.WaitState(t, cli, netmsg.Connected)
 	assert.Same(t, second, cli.Session())
 	r, err := netmsg.SendRequest(context.Background(), cli, lcEcho{Text: "back"})
 	require.NoError(t, err)
@@ -235,18 +237,18 @@ func (b *lcStepBackOff) Reset() {
 // once keep backing off further; one that stayed up starts over.
 func TestLifecycleBackoffResetAfterStableConnection(t *testing.T) {
 	t.Parallel()
-	srv := lcStartServer(t, "127.0.0.1:0")
+	srv := nettest.StartServer(t)
 	relay := lcRelay(t, srv.Addr)
 	conns := lcNewConnects(nil)
 	rc := lcNewReconnecting()
 	b := &lcStepBackOff{step: 20 * time.Millisecond}
-	cli := lcConnect(t, lcRelayURL(relay), netmsg.WithReconnect(b), conns.Option(), rc.Option())
+	cli := nettest.Connect(t, lcRelayURL(relay), netmsg.WithReconnect(b), conns.Option(), rc.Option())
 	conns.Next(t)
 
 	// Three connections that die at once: the delay keeps growing.
 	var firsts []time.Duration
 	for range 3 {
-		lcWaitState(t, cli, netmsg.Connected)
+		nettest.WaitState(t, cli, netmsg.Connected)
 		relay.Latest().Reset()
 		a := rc.Next(t)
 		require.Equal(t, 1, a.N)
@@ -258,7 +260,7 @@ func TestLifecycleBackoffResetAfterStableConnection(t *testing.T) {
 	}
 
 	// One that stays up for a while: the next outage starts from the first step.
-	lcWaitState(t, cli, netmsg.Connected)
+	nettest.WaitState(t, cli, netmsg.Connected)
 	time.Sleep(6500 * time.Millisecond)
 	relay.Latest().Reset()
 	a := rc.Next(t)
@@ -273,10 +275,10 @@ func TestLifecycleReconnectHandshakeRefused(t *testing.T) {
 	for _, status := range []int{401, 403, 503} {
 		t.Run(strconv.Itoa(status), func(t *testing.T) {
 			t.Parallel()
-			rec := lcNewRecorder()
+			rec := nettest.NewRecorder()
 			var refuse atomic.Int32
 			var authCalls atomic.Int32
-			srv := lcStartServer(t, "127.0.0.1:0", append(rec.ServerOptions(),
+			srv := nettest.StartServer(t, append(rec.ServerOptions(),
 				netmsg.WithAuthorize(func(r *http.Request) (context.Context, error) {
 					authCalls.Add(1)
 					switch refuse.Load() {
@@ -288,10 +290,10 @@ func TestLifecycleReconnectHandshakeRefused(t *testing.T) {
 						return nil, &netmsg.HTTPError{Status: int(refuse.Load()), Message: "refused for the test"}
 					}
 				}))...)
-			lcEchoHandler(srv.Srv, "")
+			lcEchoHandler(srv.Server, "")
 			conns := lcNewConnects(nil)
 			rc := lcNewReconnecting()
-			cli := lcConnect(t, srv.URL, append(rec.ClientOptions(), netmsg.WithRequestTimeout(20*time.Second),
+			cli := nettest.Connect(t, srv.URL, append(rec.ClientOptions(), netmsg.WithRequestTimeout(20*time.Second),
 				netmsg.WithReconnect(lcConstBackOff()), conns.Option(), rc.Option())...)
 			conns.Next(t)
 			ss := rec.NextOpen(t)
@@ -315,8 +317,8 @@ func TestLifecycleReconnectHandshakeRefused(t *testing.T) {
 				}
 				refuse.Store(0)
 				conns.Next(t)
-				lcWaitState(t, cli, netmsg.Connected)
-				r := lcAwait(t, waiting, lcWait)
+				nettest.WaitState(t, cli, netmsg.Connected)
+				r := lcAwait(t, waiting, nettest.Wait)
 				require.NoError(t, r.Err, "the call that waited through the 503s")
 				assert.Equal(t, "waiting", r.Reply.Text)
 				return
@@ -324,7 +326,7 @@ func TestLifecycleReconnectHandshakeRefused(t *testing.T) {
 
 			select {
 			case <-cli.Done():
-			case <-time.After(lcWait):
+			case <-time.After(nettest.Wait):
 				t.Fatalf("a %d during reconnect did not stop the client", status)
 			}
 			err := cli.Err()
@@ -336,7 +338,7 @@ func TestLifecycleReconnectHandshakeRefused(t *testing.T) {
 			_, err = netmsg.SendRequest(context.Background(), cli, lcEcho{})
 			assert.ErrorIs(t, err, netmsg.ErrClosed)
 
-			r := lcAwait(t, waiting, lcWait)
+			r := lcAwait(t, waiting, nettest.Wait)
 			assert.ErrorIs(t, r.Err, netmsg.ErrClosed, "a call waiting for the reconnect when the client stopped")
 			assert.Less(t, r.Took, 10*time.Second, "the waiting call was not released when the client stopped")
 
@@ -353,11 +355,11 @@ func TestLifecycleReconnectHandshakeRefused(t *testing.T) {
 // *HandshakeError and starts nothing.
 func TestLifecycleConnectRefused(t *testing.T) {
 	t.Parallel()
-	srv := lcStartServer(t, "127.0.0.1:0", netmsg.WithAuthorize(func(r *http.Request) (context.Context, error) {
+	srv := nettest.StartServer(t, netmsg.WithAuthorize(func(r *http.Request) (context.Context, error) {
 		return nil, &netmsg.HTTPError{Status: 403, Message: "go away"}
 	}))
-	cli := lcNewClient(t, srv.URL, netmsg.WithReconnect(lcConstBackOff()))
-	ctx, cancel := context.WithTimeout(context.Background(), lcWait)
+	cli := nettest.NewClient(t, srv.URL, netmsg.WithReconnect(lcConstBackOff()))
+	ctx, cancel := context.WithTimeout(context.Background(), nettest.Wait)
 	defer cancel()
 	err := cli.Connect(ctx)
 	var he *netmsg.HandshakeError
@@ -374,8 +376,8 @@ func TestLifecycleOnConnectGatesReadiness(t *testing.T) {
 	t.Parallel()
 	var order []string
 	var orderMu sync.Mutex
-	srv := lcStartServer(t, "127.0.0.1:0")
-	netmsg.AddRequestHandler(srv.Srv, func(ctx context.Context, s *netmsg.Session, req lcEcho) (lcEchoReply, error) {
+	srv := nettest.StartServer(t)
+	netmsg.AddRequestHandler(srv.Server, func(ctx context.Context, s *netmsg.Session, req lcEcho) (lcEchoReply, error) {
 		orderMu.Lock()
 		order = append(order, req.Text)
 		orderMu.Unlock()
@@ -383,7 +385,7 @@ func TestLifecycleOnConnectGatesReadiness(t *testing.T) {
 	})
 	relay := lcRelay(t, srv.Addr)
 	inHook := make(chan struct{}, 1)
-	release, releaseHook := lcReleaser(t)
+	release, releaseHook := nettest.Releaser(t)
 	conns := lcNewConnects(func(ctx context.Context, n int, s *netmsg.Session) error {
 		if n == 1 {
 			return nil
@@ -400,14 +402,14 @@ func TestLifecycleOnConnectGatesReadiness(t *testing.T) {
 			return ctx.Err()
 		}
 	})
-	cli := lcConnect(t, lcRelayURL(relay), netmsg.WithReconnect(lcConstBackOff()), conns.Option(),
+	cli := nettest.Connect(t, lcRelayURL(relay), netmsg.WithReconnect(lcConstBackOff()), conns.Option(),
 		netmsg.WithRequestTimeout(20*time.Second))
 	conns.Next(t)
 
 	relay.Latest().Reset()
 	select {
 	case <-inHook:
-	case <-time.After(lcWait):
+	case <-time.After(nettest.Wait):
 		t.Fatal("OnConnect did not run on reconnect")
 	}
 	assert.Equal(t, netmsg.Connecting, cli.State(), "connected before OnConnect returned")
@@ -420,7 +422,7 @@ func TestLifecycleOnConnectGatesReadiness(t *testing.T) {
 	orderMu.Unlock()
 
 	releaseHook()
-	r := lcAwait(t, waiting, lcWait)
+	r := lcAwait(t, waiting, nettest.Wait)
 	require.NoError(t, r.Err)
 	assert.Equal(t, "call", r.Reply.Text)
 	assert.Equal(t, netmsg.Connected, cli.State())
@@ -437,9 +439,9 @@ func TestLifecycleOnConnectFailureRetries(t *testing.T) {
 
 	t.Run("on reconnect", func(t *testing.T) {
 		t.Parallel()
-		rec := lcNewRecorder()
-		srv := lcStartServer(t, "127.0.0.1:0", rec.ServerOptions()...)
-		lcEchoHandler(srv.Srv, "")
+		rec := nettest.NewRecorder()
+		srv := nettest.StartServer(t, rec.ServerOptions()...)
+		lcEchoHandler(srv.Server, "")
 		relay := lcRelay(t, srv.Addr)
 		conns := lcNewConnects(func(ctx context.Context, n int, s *netmsg.Session) error {
 			if n == 2 || n == 3 {
@@ -447,25 +449,25 @@ func TestLifecycleOnConnectFailureRetries(t *testing.T) {
 			}
 			return nil
 		})
-		cli := lcConnect(t, lcRelayURL(relay), append(rec.ClientOptions(), netmsg.WithReconnect(lcConstBackOff()), conns.Option())...)
+		cli := nettest.Connect(t, lcRelayURL(relay), append(rec.ClientOptions(), netmsg.WithReconnect(lcConstBackOff()), conns.Option())...)
 		conns.Next(t)
 		rec.NextOpen(t)
 
 		relay.Latest().Reset()
-		rec.NextServerClose(t)
+		rec.NextClose(t)
 		var failed []*netmsg.Session
 		for range 2 {
 			failed = append(failed, conns.Next(t))
-			sc := rec.NextServerClose(t) // the connection of the failed OnConnect is dropped
+			sc := rec.NextClose(t) // the connection of the failed OnConnect is dropped
 			assert.True(t, sc.Err.Remote, "the client dropped it: %v", sc.Err)
 		}
 		good := conns.Next(t)
-		lcWaitState(t, cli, netmsg.Connected)
+		nettest.WaitState(t, cli, netmsg.Connected)
 		assert.Same(t, good, cli.Session())
 		for _, s := range failed {
 			select {
 			case <-s.Done():
-			case <-time.After(lcWait):
+			case <-time.After(nettest.Wait):
 				t.Fatal("the session of a failed OnConnect stayed open")
 			}
 		}
@@ -473,24 +475,24 @@ func TestLifecycleOnConnectFailureRetries(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, "ok", r.Text)
 		assert.Equal(t, 4, conns.Count())
-		assert.Equal(t, 4, rec.Opened())
-		assert.Equal(t, 1, srv.Srv.SessionCount())
+		assert.Equal(t, 4, len(rec.Opened()))
+		assert.Equal(t, 1, srv.Server.SessionCount())
 		conns.AssertDistinct(t)
 	})
 
 	t.Run("on first connect", func(t *testing.T) {
 		t.Parallel()
-		rec := lcNewRecorder()
-		srv := lcStartServer(t, "127.0.0.1:0", rec.ServerOptions()...)
+		rec := nettest.NewRecorder()
+		srv := nettest.StartServer(t, rec.ServerOptions()...)
 		refused := errors.New("sign-in refused")
-		cli := lcNewClient(t, srv.URL, netmsg.WithOnConnect(func(ctx context.Context, s *netmsg.Session) error { return refused }))
-		ctx, cancel := context.WithTimeout(context.Background(), lcWait)
+		cli := nettest.NewClient(t, srv.URL, netmsg.WithOnConnect(func(ctx context.Context, s *netmsg.Session) error { return refused }))
+		ctx, cancel := context.WithTimeout(context.Background(), nettest.Wait)
 		defer cancel()
 		err := cli.Connect(ctx)
 		assert.ErrorIs(t, err, refused)
 		assert.NotEqual(t, netmsg.Connected, cli.State())
 		assert.Nil(t, cli.Session())
-		rec.NextServerClose(t) // the connection was dropped
+		rec.NextClose(t) // the connection was dropped
 	})
 }
 
@@ -498,11 +500,11 @@ func TestLifecycleOnConnectFailureRetries(t *testing.T) {
 // the server: every reconnect attempt fails until restore is called.
 func lcOutage(t *testing.T, opts ...netmsg.ClientOption) (cli *netmsg.Client, restore func()) {
 	t.Helper()
-	rec := lcNewRecorder()
-	srv := lcStartServer(t, "127.0.0.1:0")
-	lcEchoHandler(srv.Srv, "")
+	rec := nettest.NewRecorder()
+	srv := nettest.StartServer(t)
+	lcEchoHandler(srv.Server, "")
 	relay := lcRelay(t, srv.Addr)
-	cli = lcConnect(t, lcRelayURL(relay), append(rec.ClientOptions(), opts...)...)
+	cli = nettest.Connect(t, lcRelayURL(relay), append(rec.ClientOptions(), opts...)...)
 	relay.SetTarget(lcDeadAddr(t))
 	relay.ResetAll()
 	rec.NextDisconnect(t)
@@ -525,18 +527,18 @@ func TestLifecycleWaitForReady(t *testing.T) {
 
 	t.Run("waits for the first connection", func(t *testing.T) {
 		t.Parallel()
-		srv := lcStartServer(t, "127.0.0.1:0")
-		lcEchoHandler(srv.Srv, "")
+		srv := nettest.StartServer(t)
+		lcEchoHandler(srv.Server, "")
 		relay := lcRelay(t, srv.Addr)
 		relay.Delay(200 * time.Millisecond) // the handshake takes a while
-		cli := lcNewClient(t, lcRelayURL(relay), netmsg.WithReconnect(lcConstBackOff()), netmsg.WithRequestTimeout(20*time.Second))
+		cli := nettest.NewClient(t, lcRelayURL(relay), netmsg.WithReconnect(lcConstBackOff()), netmsg.WithRequestTimeout(20*time.Second))
 		connected := make(chan error, 1)
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			connected <- cli.Connect(ctx)
 		}()
-		lcWaitState(t, cli, netmsg.Connecting)
+		nettest.WaitState(t, cli, netmsg.Connecting)
 		req := lcGoRequest(t, context.Background(), cli, lcEcho{Text: "early"})
 		r := lcAwait(t, req, 10*time.Second)
 		require.NoError(t, r.Err, "a call made while Connect was in progress")
@@ -555,7 +557,7 @@ func TestLifecycleWaitForReady(t *testing.T) {
 		assert.ErrorIs(t, err, netmsg.ErrNotConnected)
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
 		assert.GreaterOrEqual(t, took, 250*time.Millisecond, "did not wait")
-		assert.Less(t, took, lcWait)
+		assert.Less(t, took, nettest.Wait)
 
 		ctx2, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel2()
@@ -575,7 +577,7 @@ func TestLifecycleWaitForReady(t *testing.T) {
 		assert.ErrorIs(t, err, netmsg.ErrNotConnected)
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
 		assert.GreaterOrEqual(t, took, 350*time.Millisecond, "did not wait")
-		assert.Less(t, took, lcWait)
+		assert.Less(t, took, nettest.Wait)
 		start = time.Now()
 		err = cli.Send(context.Background(), lcNote{})
 		assert.ErrorIs(t, err, netmsg.ErrNotConnected)
@@ -610,28 +612,28 @@ func TestLifecycleWaitForReady(t *testing.T) {
 // fails at once with the close, and is not sent again after the reconnect.
 func TestLifecyclePendingCallsFailNotResent(t *testing.T) {
 	t.Parallel()
-	srv := lcStartServer(t, "127.0.0.1:0")
-	hold := lcAddHold(srv.Srv)
-	lcEchoHandler(srv.Srv, "")
+	srv := nettest.StartServer(t)
+	hold := lcAddHold(srv.Server)
+	lcEchoHandler(srv.Server, "")
 	relay := lcRelay(t, srv.Addr)
 	conns := lcNewConnects(nil)
-	cli := lcConnect(t, lcRelayURL(relay), netmsg.WithReconnect(lcConstBackOff()), conns.Option(),
+	cli := nettest.Connect(t, lcRelayURL(relay), netmsg.WithReconnect(lcConstBackOff()), conns.Option(),
 		netmsg.WithRequestTimeout(30*time.Second))
 	conns.Next(t)
 	pending := lcGoRequest(t, context.Background(), cli, lcHold{Key: "once"})
 	select {
 	case <-hold.started:
-	case <-time.After(lcWait):
+	case <-time.After(nettest.Wait):
 		t.Fatal("handler did not start")
 	}
 
 	relay.Latest().Reset()
-	r := lcAwait(t, pending, lcWait)
-	ce := lcCloseErrorOf(t, r.Err)
+	r := lcAwait(t, pending, nettest.Wait)
+	ce := nettest.CloseErrorOf(t, r.Err)
 	assert.Equal(t, netmsg.CloseNetworkError.String(), ce.Reason.String())
 
 	conns.Next(t)
-	lcWaitState(t, cli, netmsg.Connected)
+	nettest.WaitState(t, cli, netmsg.Connected)
 	_, err := netmsg.SendRequest(context.Background(), cli, lcEcho{Text: "after"})
 	require.NoError(t, err)
 	time.Sleep(300 * time.Millisecond)

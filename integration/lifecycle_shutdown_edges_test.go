@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/netmsg/netmsg"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -18,13 +20,13 @@ import (
 func TestLifecycleShutdownUnderMessageTraffic(t *testing.T) {
 	t.Parallel()
 	var handled atomic.Int64
-	srv := lcStartServer(t, "127.0.0.1:0")
-	netmsg.AddMessageHandler(srv.Srv, func(context.Context, *netmsg.Session, lcNote) {
+	srv := nettest.StartServer(t)
+	netmsg.AddMessageHandler(srv.Server, func(context.Context, *netmsg.Session, lcNote) {
 		handled.Add(1)
 		time.Sleep(2 * time.Millisecond)
 	})
 	got := make(chan *netmsg.CloseError, 1)
-	cli := lcConnect(t, srv.URL, netmsg.WithOnDisconnect(func(ce *netmsg.CloseError) { got <- ce }))
+	cli := nettest.Connect(t, srv.URL, netmsg.WithOnDisconnect(func(ce *netmsg.CloseError) { got <- ce }))
 
 	stop := make(chan struct{})
 	sender := make(chan struct{})
@@ -43,16 +45,16 @@ func TestLifecycleShutdownUnderMessageTraffic(t *testing.T) {
 		}
 	}()
 	defer func() { close(stop); <-sender }()
-	require.Eventually(t, func() bool { return handled.Load() > 10 }, lcWait, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return handled.Load() > 10 }, nettest.Wait, 5*time.Millisecond)
 
 	start := time.Now()
-	require.NoError(t, srv.Shutdown(t, 20*time.Second), "the drain must complete despite the traffic")
+	require.NoError(t, srv.Stop(t, 20*time.Second), "the drain must complete despite the traffic")
 	assert.Less(t, time.Since(start), 10*time.Second)
 	ce := <-got
-	lcAssertClose(t, ce, netmsg.CloseServerShutdown, 1001, true)
+	nettest.AssertClose(t, ce, netmsg.CloseServerShutdown, 1001, true)
 	assert.Positive(t, ce.ReconnectAfter(), "the graceful close carries the hint")
 	t.Logf("Shutdown took %v; %d handled, %d dropped during shutdown",
-		time.Since(start), handled.Load(), srv.Srv.Stats().DroppedDuringShutdown)
+		time.Since(start), handled.Load(), srv.Server.Stats().DroppedDuringShutdown)
 }
 
 // TestLifecycleShutdownCtxEndsStillSays1001: when Shutdown's ctx ends before a
@@ -60,19 +62,19 @@ func TestLifecycleShutdownUnderMessageTraffic(t *testing.T) {
 // CloseServerShutdown, so clients know to reconnect.
 func TestLifecycleShutdownCtxEndsStillSays1001(t *testing.T) {
 	t.Parallel()
-	srv := lcStartServer(t, "127.0.0.1:0")
-	hold := lcAddHold(srv.Srv)
+	srv := nettest.StartServer(t)
+	hold := lcAddHold(srv.Server)
 	got := make(chan *netmsg.CloseError, 1)
-	cli := lcConnect(t, srv.URL, netmsg.WithOnDisconnect(func(ce *netmsg.CloseError) { got <- ce }))
+	cli := nettest.Connect(t, srv.URL, netmsg.WithOnDisconnect(func(ce *netmsg.CloseError) { got <- ce }))
 	res := lcGoRequest(t, context.Background(), cli, lcHold{Key: "stuck"})
 	<-hold.started
 
-	err := srv.Shutdown(t, 300*time.Millisecond)
+	err := srv.Stop(t, 300*time.Millisecond)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	ce := <-got
 	assert.Equal(t, netmsg.CloseServerShutdown.String(), ce.Reason.String())
 	assert.EqualValues(t, 1001, ce.Code)
-	r := lcAwait(t, res, lcWait)
+	r := lcAwait(t, res, nettest.Wait)
 	assert.Error(t, r.Err)
 }
 
@@ -81,15 +83,13 @@ func TestLifecycleShutdownCtxEndsStillSays1001(t *testing.T) {
 // ctx has ended and a grace period has passed, with an error that says so.
 func TestLifecycleShutdownFromHandler(t *testing.T) {
 	t.Parallel()
-	srv := lcStartServer(t, "127.0.0.1:0")
+	srv := nettest.StartServer(t)
 	returned := make(chan error, 1)
-	netmsg.AddRequestHandler(srv.Srv, func(ctx context.Context, s *netmsg.Session, req lcEcho) (lcEchoReply, error) {
-		sctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-		defer cancel()
-		returned <- srv.Srv.Shutdown(sctx)
+	netmsg.AddRequestHandler(srv.Server, func(ctx context.Context, s *netmsg.Session, req lcEcho) (lcEchoReply, error) {
+		returned <- srv.Stop(t, 300*time.Millisecond)
 		return lcEchoReply{Text: "bye"}, nil
 	})
-	cli := lcConnect(t, srv.URL, netmsg.WithDisconnectTimeout(500*time.Millisecond))
+	cli := nettest.Connect(t, srv.URL, netmsg.WithDisconnectTimeout(500*time.Millisecond))
 	_ = lcGoRequest(t, context.Background(), cli, lcEcho{Text: "shut down"})
 	select {
 	case err := <-returned:
@@ -106,12 +106,12 @@ func TestLifecycleShutdownFromHandler(t *testing.T) {
 // peer closing on purpose, not as a server shutdown.
 func TestLifecycleClientGoingAway(t *testing.T) {
 	t.Parallel()
-	rec := lcNewRecorder()
-	srv := lcStartServer(t, "127.0.0.1:0", rec.ServerOptions()...)
-	raw := lcDialRaw(t, srv.URL, true, true)
+	rec := nettest.NewRecorder()
+	srv := nettest.StartServer(t, rec.ServerOptions()...)
+	raw := nettest.DialGws(t, srv.URL, nettest.GwsConfig{})
 	rec.NextOpen(t)
 	require.NoError(t, raw.Conn.WriteClose(1001, []byte("page unload")))
-	sc := rec.NextServerClose(t)
-	lcAssertClose(t, sc.Err, netmsg.ClosePeerNormal, 1001, true)
+	sc := rec.NextClose(t)
+	nettest.AssertClose(t, sc.Err, netmsg.ClosePeerNormal, 1001, true)
 	assert.True(t, sc.Err.ShouldReconnect())
 }

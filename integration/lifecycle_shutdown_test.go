@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/netmsg/netmsg"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -36,7 +38,7 @@ func lcAddGate(r netmsg.Registrar, started chan<- string, release <-chan struct{
 
 func TestLifecycleShutdownDrains(t *testing.T) {
 	t.Parallel()
-	rec := lcNewRecorder()
+	rec := nettest.NewRecorder()
 	// Mounted on a mux of our own (httptest) so the listener stays open and
 	// the 503 for new upgrades can be seen.
 	srv := netmsg.NewServer(append(rec.ServerOptions(), netmsg.WithSessionConcurrency(4))...)
@@ -50,16 +52,16 @@ func TestLifecycleShutdownDrains(t *testing.T) {
 		hs.Close()
 	})
 	started := make(chan string, 4)
-	release, releaseGate := lcReleaser(t)
+	release, releaseGate := nettest.Releaser(t)
 	lcAddGate(srv, started, release)
 	lcEchoHandler(srv, "")
 
-	cli := lcConnect(t, url, append(rec.ClientOptions(), netmsg.WithRequestTimeout(30*time.Second))...)
+	cli := nettest.Connect(t, url, append(rec.ClientOptions(), netmsg.WithRequestTimeout(30*time.Second))...)
 	ss := rec.NextOpen(t)
 	inflight := lcGoRequest(t, context.Background(), cli, lcGate{Text: "in flight"})
 	select {
 	case <-started:
-	case <-time.After(lcWait):
+	case <-time.After(nettest.Wait):
 		t.Fatal("handler did not start")
 	}
 
@@ -71,7 +73,7 @@ func TestLifecycleShutdownDrains(t *testing.T) {
 
 	// New requests are refused with CodeUnavailable once draining began.
 	var refused error
-	for deadline := time.Now().Add(lcWait); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(nettest.Wait); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		if _, err := netmsg.SendRequest(context.Background(), cli, lcEcho{Text: "late"}); err != nil {
 			refused = err
 			break
@@ -84,8 +86,8 @@ func TestLifecycleShutdownDrains(t *testing.T) {
 	assert.Equal(t, netmsg.CodeUnavailable, netmsg.CodeOf(refused))
 
 	// New upgrades get 503.
-	late := lcNewClient(t, url)
-	ctx, cancel := context.WithTimeout(context.Background(), lcWait)
+	late := nettest.NewClient(t, url)
+	ctx, cancel := context.WithTimeout(context.Background(), nettest.Wait)
 	defer cancel()
 	err := late.Connect(ctx)
 	var he *netmsg.HandshakeError
@@ -101,21 +103,21 @@ func TestLifecycleShutdownDrains(t *testing.T) {
 	assert.Nil(t, ss.Err(), "the session was closed while a handler was running")
 
 	releaseGate()
-	r := lcAwait(t, inflight, lcWait)
+	r := lcAwait(t, inflight, nettest.Wait)
 	require.NoError(t, r.Err, "the in-flight request's response must be delivered")
 	assert.Equal(t, "in flight done", r.Reply.Text)
 
 	ce := rec.NextDisconnect(t)
-	lcAssertClose(t, ce, netmsg.CloseServerShutdown, 1001, true)
+	nettest.AssertClose(t, ce, netmsg.CloseServerShutdown, 1001, true)
 	assert.Greater(t, ce.ReconnectAfter(), time.Duration(0), "reconnect hint in %q", ce.Text)
 	assert.True(t, ce.ShouldReconnect())
-	sc := rec.NextServerClose(t)
-	lcAssertClose(t, sc.Err, netmsg.CloseServerShutdown, 1001, false)
+	sc := rec.NextClose(t)
+	nettest.AssertClose(t, sc.Err, netmsg.CloseServerShutdown, 1001, false)
 
 	select {
 	case err := <-shutdownDone:
 		assert.NoError(t, err)
-	case <-time.After(lcWait):
+	case <-time.After(nettest.Wait):
 		t.Fatal("Shutdown did not return after the drain")
 	}
 	assert.Zero(t, srv.SessionCount())
@@ -129,39 +131,39 @@ func TestLifecycleShutdownDrains(t *testing.T) {
 // still waits for the handler to return.
 func TestLifecycleShutdownCtxEnds(t *testing.T) {
 	t.Parallel()
-	rec := lcNewRecorder()
-	srv := lcStartServer(t, "127.0.0.1:0", rec.ServerOptions()...)
+	rec := nettest.NewRecorder()
+	srv := nettest.StartServer(t, rec.ServerOptions()...)
 	var exited atomic.Bool
 	started := make(chan struct{}, 1)
-	netmsg.AddRequestHandler(srv.Srv, func(ctx context.Context, s *netmsg.Session, req lcHold) (lcEchoReply, error) {
+	netmsg.AddRequestHandler(srv.Server, func(ctx context.Context, s *netmsg.Session, req lcHold) (lcEchoReply, error) {
 		started <- struct{}{}
 		<-ctx.Done()
 		time.Sleep(300 * time.Millisecond) // cleanup after the cancel
 		exited.Store(true)
 		return lcEchoReply{}, ctx.Err()
 	})
-	cli := lcConnect(t, srv.URL, append(rec.ClientOptions(), netmsg.WithRequestTimeout(30*time.Second))...)
+	cli := nettest.Connect(t, srv.URL, append(rec.ClientOptions(), netmsg.WithRequestTimeout(30*time.Second))...)
 	pending := lcGoRequest(t, context.Background(), cli, lcHold{Key: "forever"})
 	select {
 	case <-started:
-	case <-time.After(lcWait):
+	case <-time.After(nettest.Wait):
 		t.Fatal("handler did not start")
 	}
 
 	start := time.Now()
-	err := srv.Shutdown(t, 300*time.Millisecond)
+	err := srv.Stop(t, 300*time.Millisecond)
 	took := time.Since(start)
 	assert.ErrorIs(t, err, context.DeadlineExceeded, "Shutdown's ctx ended first")
 	assert.GreaterOrEqual(t, took, 250*time.Millisecond, "Shutdown gave up before its ctx ended")
-	assert.Less(t, took, lcWait)
+	assert.Less(t, took, nettest.Wait)
 	assert.True(t, exited.Load(), "Shutdown returned before the handler it started had exited")
 
-	r := lcAwait(t, pending, lcWait)
+	r := lcAwait(t, pending, nettest.Wait)
 	require.Error(t, r.Err)
-	lcCloseErrorOf(t, r.Err)
+	nettest.CloseErrorOf(t, r.Err)
 	assert.Less(t, r.Took, 10*time.Second, "the pending call waited for its timeout")
 
-	sc := rec.NextServerClose(t)
+	sc := rec.NextClose(t)
 	assert.Equal(t, netmsg.CloseServerShutdown.String(), sc.Err.Reason.String(), "%v", sc.Err)
 	assert.False(t, sc.Err.Remote)
 	rec.NextDisconnect(t)
@@ -174,27 +176,27 @@ func TestLifecycleShutdownCtxEnds(t *testing.T) {
 // 1001 and a hint, and a second Shutdown waits for the first.
 func TestLifecycleShutdownMany(t *testing.T) {
 	t.Parallel()
-	rec := lcNewRecorder()
-	srv := lcStartServer(t, "127.0.0.1:0", rec.ServerOptions()...)
+	rec := nettest.NewRecorder()
+	srv := nettest.StartServer(t, rec.ServerOptions()...)
 	const n = 10
 	for range n {
-		lcConnect(t, srv.URL, rec.ClientOptions()...)
+		nettest.Connect(t, srv.URL, rec.ClientOptions()...)
 	}
-	require.Eventually(t, func() bool { return srv.Srv.SessionCount() == n }, lcWait, time.Millisecond)
+	require.Eventually(t, func() bool { return srv.Server.SessionCount() == n }, nettest.Wait, time.Millisecond)
 
 	second := make(chan error, 1)
 	go func() {
 		time.Sleep(time.Millisecond)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		second <- srv.Srv.Shutdown(ctx)
+		second <- srv.Server.Shutdown(ctx)
 	}()
-	require.NoError(t, srv.Shutdown(t, 10*time.Second))
+	require.NoError(t, srv.Stop(t, 10*time.Second))
 	assert.NoError(t, <-second)
-	assert.Zero(t, srv.Srv.SessionCount())
+	assert.Zero(t, srv.Server.SessionCount())
 	for range n {
 		ce := rec.NextDisconnect(t)
-		lcAssertClose(t, ce, netmsg.CloseServerShutdown, 1001, true)
+		nettest.AssertClose(t, ce, netmsg.CloseServerShutdown, 1001, true)
 		assert.Greater(t, ce.ReconnectAfter(), time.Duration(0))
 	}
 	lcSettle()
@@ -202,8 +204,8 @@ func TestLifecycleShutdownMany(t *testing.T) {
 	rec.AssertClosedOnce(t)
 
 	// After Shutdown nothing is accepted.
-	late := lcNewClient(t, srv.URL)
-	ctx, cancel := context.WithTimeout(context.Background(), lcWait)
+	late := nettest.NewClient(t, srv.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), nettest.Wait)
 	defer cancel()
 	err := late.Connect(ctx)
 	require.Error(t, err)
@@ -219,7 +221,7 @@ func TestLifecycleShutdownWaitsForHandshakes(t *testing.T) {
 	t.Parallel()
 	entered := make(chan struct{}, 1)
 	var returned atomic.Bool
-	srv := lcStartServer(t, "127.0.0.1:0", netmsg.WithAuthorize(func(r *http.Request) (context.Context, error) {
+	srv := nettest.StartServer(t, netmsg.WithAuthorize(func(r *http.Request) (context.Context, error) {
 		if r.Header.Get("X-Slow") != "" {
 			entered <- struct{}{}
 			time.Sleep(700 * time.Millisecond) // a slow token check
@@ -227,7 +229,7 @@ func TestLifecycleShutdownWaitsForHandshakes(t *testing.T) {
 		}
 		return nil, nil
 	}))
-	cli := lcNewClient(t, srv.URL, netmsg.WithHeader(http.Header{"X-Slow": {"1"}}))
+	cli := nettest.NewClient(t, srv.URL, netmsg.WithHeader(http.Header{"X-Slow": {"1"}}))
 	connectErr := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -236,19 +238,19 @@ func TestLifecycleShutdownWaitsForHandshakes(t *testing.T) {
 	}()
 	select {
 	case <-entered:
-	case <-time.After(lcWait):
+	case <-time.After(nettest.Wait):
 		t.Fatal("the handshake did not reach Authorize")
 	}
 
-	require.NoError(t, srv.Shutdown(t, 10*time.Second))
+	require.NoError(t, srv.Stop(t, 10*time.Second))
 	assert.True(t, returned.Load(), "Shutdown returned while a handshake was still running the server's Authorize")
 	select {
 	case err := <-connectErr:
 		assert.Error(t, err, "a handshake that was in progress when Shutdown began must not succeed")
-	case <-time.After(lcWait):
+	case <-time.After(nettest.Wait):
 		t.Fatal("Connect did not return")
 	}
-	assert.Zero(t, srv.Srv.SessionCount())
+	assert.Zero(t, srv.Server.SessionCount())
 }
 
 // TestLifecycleShutdownHandlerCallsBack: a handler running when the drain
@@ -256,10 +258,10 @@ func TestLifecycleShutdownWaitsForHandshakes(t *testing.T) {
 // drain must let that round trip complete rather than refuse or close it.
 func TestLifecycleShutdownHandlerCallsBack(t *testing.T) {
 	t.Parallel()
-	srv := lcStartServer(t, "127.0.0.1:0")
+	srv := nettest.StartServer(t)
 	started := make(chan struct{}, 1)
-	release, releaseGate := lcReleaser(t)
-	netmsg.AddRequestHandler(srv.Srv, func(ctx context.Context, s *netmsg.Session, req lcGate) (lcEchoReply, error) {
+	release, releaseGate := nettest.Releaser(t)
+	netmsg.AddRequestHandler(srv.Server, func(ctx context.Context, s *netmsg.Session, req lcGate) (lcEchoReply, error) {
 		started <- struct{}{}
 		<-release
 		r, err := netmsg.SendRequest(ctx, s, lcEcho{Text: "from the server"})
@@ -268,29 +270,29 @@ func TestLifecycleShutdownHandlerCallsBack(t *testing.T) {
 		}
 		return lcEchoReply{Text: "client said: " + r.Text}, nil
 	})
-	cli := lcNewClient(t, srv.URL, netmsg.WithRequestTimeout(20*time.Second))
+	cli := nettest.NewClient(t, srv.URL, netmsg.WithRequestTimeout(20*time.Second))
 	lcEchoHandler(cli, "")
-	ctx, cancel := context.WithTimeout(context.Background(), lcWait)
+	ctx, cancel := context.WithTimeout(context.Background(), nettest.Wait)
 	defer cancel()
 	require.NoError(t, cli.Connect(ctx))
 	call := lcGoRequest(t, context.Background(), cli, lcGate{Text: "x"})
 	select {
 	case <-started:
-	case <-time.After(lcWait):
+	case <-time.After(nettest.Wait):
 		t.Fatal("handler did not start")
 	}
 	shutdown := make(chan error, 1)
-	go func() { shutdown <- srv.Shutdown(t, 20*time.Second) }()
+	go func() { shutdown <- srv.Stop(t, 20*time.Second) }()
 	time.Sleep(100 * time.Millisecond) // draining now
 	releaseGate()
 
-	r := lcAwait(t, call, lcWait)
+	r := lcAwait(t, call, nettest.Wait)
 	require.NoError(t, r.Err)
 	assert.Equal(t, "client said: from the server", r.Reply.Text)
 	select {
 	case err := <-shutdown:
 		assert.NoError(t, err)
-	case <-time.After(lcWait):
+	case <-time.After(nettest.Wait):
 		t.Fatal("Shutdown did not return")
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/netmsg/netmsg"
 	"github.com/netmsg/netmsg/internal/testpb"
 	"github.com/netmsg/netmsg/serializer"
@@ -68,29 +70,29 @@ func TestMessagesInOrder(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ev := itNewEvents()
-			srv := itStartServer(t, ev.With(netmsg.WithSerializer(tc.ser))...)
+			ev := nettest.NewRecorder()
+			srv := nettest.StartServer(t, ev.ServerOptions(netmsg.WithSerializer(tc.ser))...)
 			srvGot := make(chan int, n)
 			cliGot := make(chan int, n)
 			tc.register(srv, srvGot)
-			cli := itNewClient(t, srv.URL, netmsg.WithSerializer(tc.ser))
+			cli := nettest.NewClient(t, srv.URL, netmsg.WithSerializer(tc.ser))
 			tc.register(cli, cliGot)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			require.NoError(t, cli.Connect(ctx))
-			ss := itRecv(t, ev.open, "OnSessionOpen")
+			ss := nettest.Recv(t, ev.Open, "OnSessionOpen")
 
 			for i := range n {
 				require.NoError(t, cli.Send(ctx, tc.msg(i)))
 			}
 			for i := range n {
-				require.Equal(t, i, itRecv(t, srvGot, "message "+strconv.Itoa(i)+" on the server"), "server: message %d", i)
+				require.Equal(t, i, nettest.Recv(t, srvGot, "message "+strconv.Itoa(i)+" on the server"), "server: message %d", i)
 			}
 			for i := range n {
 				require.NoError(t, ss.Send(ctx, tc.msg(i)))
 			}
 			for i := range n {
-				require.Equal(t, i, itRecv(t, cliGot, "message "+strconv.Itoa(i)+" on the client"), "client: message %d", i)
+				require.Equal(t, i, nettest.Recv(t, cliGot, "message "+strconv.Itoa(i)+" on the client"), "client: message %d", i)
 			}
 
 			// Both directions at once.
@@ -122,16 +124,16 @@ func TestMessagesInOrder(t *testing.T) {
 				case got := <-cliGot:
 					require.Equal(t, next[1], got, "client, concurrent run")
 					next[1]++
-				case <-time.After(itWait):
+				case <-time.After(nettest.Wait):
 					t.Fatalf("concurrent run stalled: server at %d, client at %d", next[0], next[1])
 				}
 			}
 			require.NoError(t, <-errs)
 			require.NoError(t, <-errs)
 			time.Sleep(50 * time.Millisecond)
-			itNone(t, srvGot, 0, "extra message on the server")
-			itNone(t, cliGot, 0, "extra message on the client")
-			itNone(t, ev.unhandled, 0, "unhandled message")
+			nettest.None(t, srvGot, 0, "extra message on the server")
+			nettest.None(t, cliGot, 0, "extra message on the client")
+			nettest.None(t, ev.Unhandled, 0, "unhandled message")
 		})
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/netmsg/netmsg"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -20,7 +22,7 @@ func TestPendingCallsFailWhenSessionEnds(t *testing.T) {
 	cases := []struct {
 		name string
 		// end ends the session; ss is the server's session of the client.
-		end    func(t *testing.T, srv *itSrv, ss *netmsg.Session)
+		end    func(t *testing.T, srv *nettest.Server, ss *netmsg.Session)
 		reason *netmsg.CloseReason // the client's reason, when it is certain
 		// running is how many handlers run at once (the rest queue). A
 		// draining server answers requests that reach it after Shutdown
@@ -30,16 +32,16 @@ func TestPendingCallsFailWhenSessionEnds(t *testing.T) {
 		{
 			name:    "server Shutdown with a short ctx",
 			running: pending,
-			end: func(t *testing.T, srv *itSrv, _ *netmsg.Session) {
+			end: func(t *testing.T, srv *nettest.Server, _ *netmsg.Session) {
 				start := time.Now()
-				err := srv.Shutdown(300 * time.Millisecond)
+				err := srv.Stop(t, 300*time.Millisecond)
 				assert.ErrorIs(t, err, context.DeadlineExceeded, "the handlers outlived the ctx")
-				assert.Less(t, time.Since(start), itWait, "Shutdown returns soon after its ctx ended")
+				assert.Less(t, time.Since(start), nettest.Wait, "Shutdown returns soon after its ctx ended")
 			},
 		},
 		{
 			name: "server session Close",
-			end: func(t *testing.T, _ *itSrv, ss *netmsg.Session) {
+			end: func(t *testing.T, _ *nettest.Server, ss *netmsg.Session) {
 				require.NoError(t, ss.Close("bye"))
 			},
 			reason:  itPtr(netmsg.ClosePeerNormal),
@@ -47,7 +49,7 @@ func TestPendingCallsFailWhenSessionEnds(t *testing.T) {
 		},
 		{
 			name: "server session Kick",
-			end: func(t *testing.T, _ *itSrv, ss *netmsg.Session) {
+			end: func(t *testing.T, _ *nettest.Server, ss *netmsg.Session) {
 				require.NoError(t, ss.Kick("go away"))
 			},
 			reason:  itPtr(netmsg.ClosePolicyViolation),
@@ -57,11 +59,11 @@ func TestPendingCallsFailWhenSessionEnds(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ev := itNewEvents()
-			srv := itStartServer(t, ev.With(netmsg.WithSessionConcurrency(tc.running))...)
+			ev := nettest.NewRecorder()
+			srv := nettest.StartServer(t, ev.ServerOptions(netmsg.WithSessionConcurrency(tc.running))...)
 			b := itAddBlocker(srv)
-			cli := itConnect(t, srv.URL, netmsg.WithRequestTimeout(itLong))
-			ss := itRecv(t, ev.open, "OnSessionOpen")
+			cli := nettest.Connect(t, srv.URL, netmsg.WithRequestTimeout(itLong))
+			ss := nettest.Recv(t, ev.Open, "OnSessionOpen")
 
 			// One call with a deadline far away, the others on the default
 			// timeout (also far away); one handler runs, the others queue.
@@ -69,12 +71,12 @@ func TestPendingCallsFailWhenSessionEnds(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), itLong)
 			defer cancel()
 			results = append(results, itGo(t, ctx, cli, itBlock{Key: "0"}))
-			require.Equal(t, "0", itRecv(t, b.started, "the first handler to start"))
+			require.Equal(t, "0", nettest.Recv(t, b.started, "the first handler to start"))
 			for i := 1; i < pending; i++ {
 				results = append(results, itGo(t, context.Background(), cli, itBlock{Key: fmt.Sprint(i)}))
 			}
 			for i := 1; i < tc.running; i++ {
-				itRecv(t, b.started, "the handlers to start")
+				nettest.Recv(t, b.started, "the handlers to start")
 			}
 			time.Sleep(100 * time.Millisecond) // let the queued requests reach the server
 
@@ -83,16 +85,16 @@ func TestPendingCallsFailWhenSessionEnds(t *testing.T) {
 			for i, ch := range results {
 				select {
 				case r := <-ch:
-					ce := itCloseErr(t, r.Err)
+					ce := nettest.CloseErrorOf(t, r.Err)
 					if tc.reason != nil {
 						assert.Equal(t, *tc.reason, ce.Reason, "call %d: %v", i, ce)
 					}
 					assert.Zero(t, r.Resp)
-				case <-time.After(itWait):
+				case <-time.After(nettest.Wait):
 					t.Fatalf("call %d still pending %v after the session ended", i, time.Since(start))
 				}
 			}
-			assert.Less(t, time.Since(start), itWait)
+			assert.Less(t, time.Since(start), nettest.Wait)
 
 			// The ended session refuses new calls at once.
 			cs := cli.Session()
@@ -100,7 +102,7 @@ func TestPendingCallsFailWhenSessionEnds(t *testing.T) {
 			_, err := netmsg.SendRequest(context.Background(), cli, itEcho{})
 			assert.ErrorIs(t, err, netmsg.ErrNotConnected)
 			_, err = netmsg.SendRequest(context.Background(), ss, itEcho{})
-			itCloseErr(t, err)
+			nettest.CloseErrorOf(t, err)
 			assert.ErrorIs(t, ss.Send(context.Background(), itNote{}), netmsg.ErrClosed)
 		})
 	}
@@ -109,35 +111,35 @@ func TestPendingCallsFailWhenSessionEnds(t *testing.T) {
 // Calls the server has pending on a client fail at once when the client goes.
 func TestServerPendingCallsFailWhenClientCloses(t *testing.T) {
 	t.Parallel()
-	ev := itNewEvents()
-	srv := itStartServer(t, ev.With(netmsg.WithRequestTimeout(itLong))...)
-	cli := itNewClient(t, srv.URL)
+	ev := nettest.NewRecorder()
+	srv := nettest.StartServer(t, ev.ServerOptions(netmsg.WithRequestTimeout(itLong))...)
+	cli := nettest.NewClient(t, srv.URL)
 	b := itAddBlocker(cli)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, cli.Connect(ctx))
-	ss := itRecv(t, ev.open, "OnSessionOpen")
+	ss := nettest.Recv(t, ev.Open, "OnSessionOpen")
 
 	var results []<-chan itResult[itEchoReply]
 	for i := range 4 {
 		results = append(results, itGo(t, context.Background(), ss, itBlock{Key: fmt.Sprint(i)}))
 	}
-	itRecv(t, b.started, "the client's handler to start")
+	nettest.Recv(t, b.started, "the client's handler to start")
 	time.Sleep(100 * time.Millisecond)
 	start := time.Now()
 	require.NoError(t, cli.Close())
 	for i, ch := range results {
 		select {
 		case r := <-ch:
-			ce := itCloseErr(t, r.Err)
+			ce := nettest.CloseErrorOf(t, r.Err)
 			assert.Equal(t, netmsg.ClosePeerNormal, ce.Reason, "call %d: %v", i, ce)
 			assert.True(t, ce.Remote)
-		case <-time.After(itWait):
+		case <-time.After(nettest.Wait):
 			t.Fatalf("server call %d still pending %v after the client closed", i, time.Since(start))
 		}
 	}
 	// The client's handler saw its ctx end.
-	end := itRecv(t, b.ended, "the client's handler to end")
+	end := nettest.Recv(t, b.ended, "the client's handler to end")
 	assert.True(t, errors.Is(end.Err, context.Canceled), "%v", end.Err)
 }
 

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/netmsg/netmsg"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -23,8 +25,8 @@ type itCallback struct {
 // that is calling it.
 func TestRequestsBothWays(t *testing.T) {
 	t.Parallel()
-	ev := itNewEvents()
-	srv := itStartServer(t, ev.Options()...)
+	ev := nettest.NewRecorder()
+	srv := nettest.StartServer(t, ev.ServerOptions()...)
 	netmsg.AddRequestHandler(srv, func(ctx context.Context, s *netmsg.Session, req itEcho) (itEchoReply, error) {
 		return itEchoReply{Text: "srv:" + req.Text, N: req.N + 1}, nil
 	})
@@ -37,7 +39,7 @@ func TestRequestsBothWays(t *testing.T) {
 		return itEchoReply{Text: "cb:" + r.Text, N: r.N + 1}, nil
 	})
 
-	cli := itNewClient(t, srv.URL)
+	cli := nettest.NewClient(t, srv.URL)
 	var cliSessMu sync.Mutex
 	var handlerSessions []*netmsg.Session
 	netmsg.AddRequestHandler(cli, func(ctx context.Context, s *netmsg.Session, req itEcho) (itEchoReply, error) {
@@ -49,7 +51,7 @@ func TestRequestsBothWays(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, cli.Connect(ctx))
-	fromOpen := itRecv(t, ev.open, "OnSessionOpen")
+	fromOpen := nettest.Recv(t, ev.Open, "OnSessionOpen")
 
 	t.Run("client to server", func(t *testing.T) {
 		for i := range 50 {
@@ -123,12 +125,12 @@ func TestRequestsBothWays(t *testing.T) {
 // A client handler may call the server while the server waits for it.
 func TestClientHandlerCallsServer(t *testing.T) {
 	t.Parallel()
-	ev := itNewEvents()
-	srv := itStartServer(t, ev.Options()...)
+	ev := nettest.NewRecorder()
+	srv := nettest.StartServer(t, ev.ServerOptions()...)
 	netmsg.AddRequestHandler(srv, func(ctx context.Context, s *netmsg.Session, req itEcho) (itEchoReply, error) {
 		return itEchoReply{Text: "srv:" + req.Text, N: req.N + 1}, nil
 	})
-	cli := itNewClient(t, srv.URL)
+	cli := nettest.NewClient(t, srv.URL)
 	netmsg.AddRequestHandler(cli, func(ctx context.Context, s *netmsg.Session, req itCallback) (itEchoReply, error) {
 		r, err := netmsg.SendRequest(ctx, s, itEcho{Text: "inner", N: req.N})
 		if err != nil {
@@ -139,7 +141,7 @@ func TestClientHandlerCallsServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, cli.Connect(ctx))
-	ss := itRecv(t, ev.open, "OnSessionOpen")
+	ss := nettest.Recv(t, ev.Open, "OnSessionOpen")
 	for i := range 20 {
 		r, err := netmsg.SendRequest(ctx, ss, itCallback{N: i})
 		require.NoError(t, err)
@@ -152,19 +154,19 @@ func TestClientHandlerCallsServer(t *testing.T) {
 func TestSendFromOnSessionOpen(t *testing.T) {
 	t.Parallel()
 	sendErr := make(chan error, 1)
-	srv := itStartServer(t, netmsg.WithOnSessionOpen(func(s *netmsg.Session) {
+	srv := nettest.StartServer(t, netmsg.WithOnSessionOpen(func(s *netmsg.Session) {
 		sendErr <- s.Send(context.Background(), itNote{Seq: 0, Text: "welcome " + s.ID()})
 	}))
 	itAddWhoAmI(srv)
-	cli := itNewClient(t, srv.URL)
+	cli := nettest.NewClient(t, srv.URL)
 	got := make(chan itNote, 4)
 	netmsg.AddMessageHandler(cli, func(ctx context.Context, s *netmsg.Session, m itNote) { got <- m })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, cli.Connect(ctx))
-	require.NoError(t, itRecv(t, sendErr, "OnSessionOpen's Send"))
+	require.NoError(t, nettest.Recv(t, sendErr, "OnSessionOpen's Send"))
 	id := itWhoAmIOf(t, cli)
-	assert.Equal(t, "welcome "+id, itRecv(t, got, "the greeting").Text)
+	assert.Equal(t, "welcome "+id, nettest.Recv(t, got, "the greeting").Text)
 }
 
 // TestRequestFromOnSessionOpen: OnSessionOpen may ask the client something
@@ -175,7 +177,7 @@ func TestRequestFromOnSessionOpen(t *testing.T) {
 	t.Parallel()
 	type step struct{ what, detail string }
 	steps := make(chan step, 16)
-	srv := itStartServer(t,
+	srv := nettest.StartServer(t,
 		netmsg.WithOnSessionOpen(func(s *netmsg.Session) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -190,7 +192,7 @@ func TestRequestFromOnSessionOpen(t *testing.T) {
 		netmsg.WithOnSessionClose(func(*netmsg.Session, *netmsg.CloseError) { steps <- step{"close", ""} }))
 	netmsg.AddMessageHandler(srv, func(ctx context.Context, s *netmsg.Session, m itNote) { steps <- step{"note", m.Text} })
 
-	cli := itNewClient(t, srv.URL, netmsg.WithOnConnect(func(ctx context.Context, s *netmsg.Session) error {
+	cli := nettest.NewClient(t, srv.URL, netmsg.WithOnConnect(func(ctx context.Context, s *netmsg.Session) error {
 		return s.Send(ctx, itNote{Text: "hello early"})
 	}))
 	netmsg.AddRequestHandler(cli, func(ctx context.Context, s *netmsg.Session, r itEcho) (itEchoReply, error) {
@@ -200,8 +202,8 @@ func TestRequestFromOnSessionOpen(t *testing.T) {
 	defer cancel()
 	require.NoError(t, cli.Connect(ctx))
 
-	assert.Equal(t, step{"open answered", "a client"}, itRecv(t, steps, "OnSessionOpen"))
-	assert.Equal(t, step{"note", "hello early"}, itRecv(t, steps, "the client's note, after OnSessionOpen"))
+	assert.Equal(t, step{"open answered", "a client"}, nettest.Recv(t, steps, "OnSessionOpen"))
+	assert.Equal(t, step{"note", "hello early"}, nettest.Recv(t, steps, "the client's note, after OnSessionOpen"))
 	require.NoError(t, cli.Close())
-	assert.Equal(t, step{"close", ""}, itRecv(t, steps, "OnSessionClose"))
+	assert.Equal(t, step{"close", ""}, nettest.Recv(t, steps, "OnSessionClose"))
 }

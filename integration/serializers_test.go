@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/netmsg/netmsg"
 	"github.com/netmsg/netmsg/internal/testpb"
 	"github.com/netmsg/netmsg/serializer"
@@ -18,8 +20,8 @@ import (
 // serializer it negotiated.
 func TestJSONAndProtobufClientsOnOneServer(t *testing.T) {
 	t.Parallel()
-	ev := itNewEvents()
-	srv := itStartServer(t, ev.With(netmsg.WithSerializer(serializer.JSON{}, serializer.Protobuf{}))...)
+	ev := nettest.NewRecorder()
+	srv := nettest.StartServer(t, ev.ServerOptions(netmsg.WithSerializer(serializer.JSON{}, serializer.Protobuf{}))...)
 	itAddWhoAmI(srv)
 	netmsg.AddRequestHandler(srv, func(ctx context.Context, s *netmsg.Session, req *testpb.Echo) (*testpb.EchoReply, error) {
 		return &testpb.EchoReply{Text: s.Serializer().Name() + ":" + req.Text, Body: req.Body, N: req.N * 2}, nil
@@ -32,21 +34,21 @@ func TestJSONAndProtobufClientsOnOneServer(t *testing.T) {
 		srvEvents <- s.Serializer().Name() + ":" + m.Name
 	})
 
-	pc := itNewClient(t, srv.URL, netmsg.WithSerializer(serializer.Protobuf{}))
+	pc := nettest.NewClient(t, srv.URL, netmsg.WithSerializer(serializer.Protobuf{}))
 	pcEvents := make(chan string, 16)
 	netmsg.AddMessageHandler(pc, func(ctx context.Context, s *netmsg.Session, m *testpb.Event) { pcEvents <- m.Name })
 	netmsg.AddRequestHandler(pc, func(ctx context.Context, s *netmsg.Session, req *testpb.Echo) (*testpb.EchoReply, error) {
 		return &testpb.EchoReply{Text: "pc:" + req.Text}, nil
 	})
-	jc := itNewClient(t, srv.URL)
+	jc := nettest.NewClient(t, srv.URL)
 	jcEvents := make(chan string, 16)
 	netmsg.AddMessageHandler(jc, func(ctx context.Context, s *netmsg.Session, m itEventJSON) { jcEvents <- m.Name })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, pc.Connect(ctx))
-	pss := itRecv(t, ev.open, "the protobuf client's session")
+	pss := nettest.Recv(t, ev.Open, "the protobuf client's session")
 	require.NoError(t, jc.Connect(ctx))
-	jss := itRecv(t, ev.open, "the JSON client's session")
+	jss := nettest.Recv(t, ev.Open, "the JSON client's session")
 
 	// Serializer() reports what was negotiated, on both ends.
 	assert.Equal(t, "proto", pc.Session().Serializer().Name())
@@ -87,14 +89,14 @@ func TestJSONAndProtobufClientsOnOneServer(t *testing.T) {
 
 	t.Run("messages both ways", func(t *testing.T) {
 		require.NoError(t, pc.Send(ctx, &testpb.Event{Name: "from-pc"}))
-		assert.Equal(t, "proto:from-pc", itRecv(t, srvEvents, "the protobuf client's event"))
+		assert.Equal(t, "proto:from-pc", nettest.Recv(t, srvEvents, "the protobuf client's event"))
 		require.NoError(t, jc.Send(ctx, itEventJSON{Name: "from-jc"}))
-		assert.Equal(t, "json:from-jc", itRecv(t, srvEvents, "the JSON client's event"))
+		assert.Equal(t, "json:from-jc", nettest.Recv(t, srvEvents, "the JSON client's event"))
 
 		require.NoError(t, pss.Send(ctx, &testpb.Event{Name: "to-pc"}))
-		assert.Equal(t, "to-pc", itRecv(t, pcEvents, "the server's event on the protobuf client"))
+		assert.Equal(t, "to-pc", nettest.Recv(t, pcEvents, "the server's event on the protobuf client"))
 		require.NoError(t, jss.Send(ctx, &testpb.Event{Name: "to-jc"}))
-		assert.Equal(t, "to-jc", itRecv(t, jcEvents, "the server's event on the JSON client"))
+		assert.Equal(t, "to-jc", nettest.Recv(t, jcEvents, "the server's event on the JSON client"))
 	})
 
 	t.Run("server to protobuf client", func(t *testing.T) {
@@ -108,8 +110,8 @@ func TestJSONAndProtobufClientsOnOneServer(t *testing.T) {
 // clear error and writes nothing; the session stays usable.
 func TestUnencodableValueWritesNothing(t *testing.T) {
 	t.Parallel()
-	ev := itNewEvents()
-	srv := itStartServer(t, ev.With(netmsg.WithSerializer(serializer.JSON{}, serializer.Protobuf{}))...)
+	ev := nettest.NewRecorder()
+	srv := nettest.StartServer(t, ev.ServerOptions(netmsg.WithSerializer(serializer.JSON{}, serializer.Protobuf{}))...)
 	notes := make(chan itNote, 4)
 	echos := make(chan itEcho, 4)
 	marks := make(chan string, 4)
@@ -122,7 +124,7 @@ func TestUnencodableValueWritesNothing(t *testing.T) {
 	netmsg.AddRequestHandler(srv, func(ctx context.Context, s *netmsg.Session, req *testpb.Echo) (*testpb.EchoReply, error) {
 		return &testpb.EchoReply{Text: req.Text}, nil
 	})
-	pc := itConnect(t, srv.URL, netmsg.WithSerializer(serializer.Protobuf{}), netmsg.WithRequestTimeout(itLong))
+	pc := nettest.Connect(t, srv.URL, netmsg.WithSerializer(serializer.Protobuf{}), netmsg.WithRequestTimeout(itLong))
 	ctx := context.Background()
 	cs := pc.Session()
 
@@ -135,7 +137,7 @@ func TestUnencodableValueWritesNothing(t *testing.T) {
 	start := time.Now()
 	r, err := netmsg.SendRequest(ctx, pc, itEcho{Text: "plain"})
 	require.Error(t, err)
-	assert.Less(t, time.Since(start), itWait, "an encode error returns at once")
+	assert.Less(t, time.Since(start), nettest.Wait, "an encode error returns at once")
 	assert.Zero(t, r)
 	assert.Contains(t, err.Error(), "proto")
 	assert.Contains(t, err.Error(), "itEcho")
@@ -144,11 +146,11 @@ func TestUnencodableValueWritesNothing(t *testing.T) {
 
 	// Nothing reached the server: the marker sent after arrives first.
 	require.NoError(t, pc.Send(ctx, &testpb.Event{Name: "marker"}))
-	assert.Equal(t, "marker", itRecv(t, marks, "the marker"))
-	itNone(t, notes, 0, "the unencodable message on the server")
-	itNone(t, echos, 0, "the unencodable request on the server")
-	itNone(t, ev.unhandled, 0, "something unhandled on the server")
-	itNone(t, ev.errs, 0, "an error on the server")
+	assert.Equal(t, "marker", nettest.Recv(t, marks, "the marker"))
+	nettest.None(t, notes, 0, "the unencodable message on the server")
+	nettest.None(t, echos, 0, "the unencodable request on the server")
+	nettest.None(t, ev.Unhandled, 0, "something unhandled on the server")
+	nettest.None(t, ev.Errs, 0, "an error on the server")
 
 	// The session is the same and works.
 	assert.Same(t, cs, pc.Session())
@@ -188,19 +190,19 @@ func TestSerializerNegotiationFailure(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ev := itNewEvents()
-			srv := itStartServer(t, ev.With(netmsg.WithSerializer(tc.server...))...)
+			ev := nettest.NewRecorder()
+			srv := nettest.StartServer(t, ev.ServerOptions(netmsg.WithSerializer(tc.server...))...)
 			var opts []netmsg.ClientOption
 			if tc.client != nil {
 				opts = append(opts, netmsg.WithSerializer(tc.client))
 			}
-			c := itNewClient(t, srv.URL, opts...)
+			c := nettest.NewClient(t, srv.URL, opts...)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			start := time.Now()
 			err := c.Connect(ctx)
 			require.Error(t, err)
-			assert.Less(t, time.Since(start), itWait)
+			assert.Less(t, time.Since(start), nettest.Wait)
 			var he *netmsg.HandshakeError
 			require.ErrorAs(t, err, &he, "Connect: %v", err)
 			assert.Equal(t, http.StatusBadRequest, he.Status)
@@ -212,7 +214,7 @@ func TestSerializerNegotiationFailure(t *testing.T) {
 			assert.Equal(t, netmsg.Disconnected, c.State())
 			assert.Nil(t, c.Session())
 			assert.Equal(t, 0, srv.SessionCount())
-			itNone(t, ev.open, 0, "OnSessionOpen for a refused handshake")
+			nettest.None(t, ev.Open, 0, "OnSessionOpen for a refused handshake")
 			_, err = netmsg.SendRequest(ctx, c, itEcho{})
 			assert.ErrorIs(t, err, netmsg.ErrNotConnected)
 		})

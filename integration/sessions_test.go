@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/netmsg/netmsg"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -17,14 +19,14 @@ import (
 func TestSessionsConnectDisconnect(t *testing.T) {
 	t.Parallel()
 	const n = 20
-	ev := itNewEvents()
-	srv := itStartServer(t, ev.Options()...)
+	ev := nettest.NewRecorder()
+	srv := nettest.StartServer(t, ev.ServerOptions()...)
 	itAddWhoAmI(srv)
 	assert.Equal(t, 0, srv.SessionCount())
 
 	clients := make([]*netmsg.Client, n)
 	for i := range clients {
-		clients[i] = itNewClient(t, srv.URL)
+		clients[i] = nettest.NewClient(t, srv.URL)
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -106,13 +108,13 @@ func TestSessionsConnectDisconnect(t *testing.T) {
 		require.True(t, ok)
 		require.NoError(t, clients[i].Close())
 		assert.Equal(t, netmsg.Closed, clients[i].State())
-		require.Eventually(t, func() bool { return srv.SessionCount() == n-i-1 }, itWait, time.Millisecond,
+		require.Eventually(t, func() bool { return srv.SessionCount() == n-i-1 }, nettest.Wait, time.Millisecond,
 			"SessionCount after closing %d clients: %d", i+1, srv.SessionCount())
 		_, ok = srv.Session(ids[i])
 		assert.False(t, ok, "Session(%q) after its client closed", ids[i])
 		select {
 		case <-srvSess.Done():
-		case <-time.After(itWait):
+		case <-time.After(nettest.Wait):
 			t.Fatalf("server session %s not done after its client closed", ids[i])
 		}
 		ce := srvSess.Err()
@@ -131,7 +133,7 @@ func TestSessionsConnectDisconnect(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	require.Eventually(t, func() bool { return srv.SessionCount() == 0 }, itWait, time.Millisecond,
+	require.Eventually(t, func() bool { return srv.SessionCount() == 0 }, nettest.Wait, time.Millisecond,
 		"SessionCount after all clients closed: %d", srv.SessionCount())
 	for range srv.Sessions() {
 		t.Error("Sessions() yields a session after all closed")
@@ -139,13 +141,13 @@ func TestSessionsConnectDisconnect(t *testing.T) {
 
 	// OnSessionClose exactly once per session, with the right session.
 	for range n {
-		c := itRecv(t, ev.closed, "OnSessionClose")
+		c := nettest.Recv(t, ev.Close, "OnSessionClose")
 		require.NotNil(t, c.Err)
 		assert.ErrorIs(t, c.Err, netmsg.ErrClosed)
 		assert.Equal(t, netmsg.ClosePeerNormal, c.Err.Reason, "%v", c.Err)
 	}
 	time.Sleep(200 * time.Millisecond) // room for a duplicate callback to show up
-	itNone(t, ev.closed, 0, "extra OnSessionClose")
+	nettest.None(t, ev.Close, 0, "extra OnSessionClose")
 	closes := ev.CloseCounts()
 	assert.Len(t, closes, n)
 	for _, id := range ids {
@@ -158,20 +160,20 @@ func TestSessionsConnectDisconnect(t *testing.T) {
 // the live ones.
 func TestSessionsChurn(t *testing.T) {
 	t.Parallel()
-	ev := itNewEvents()
-	srv := itStartServer(t, ev.Options()...)
+	ev := nettest.NewRecorder()
+	srv := nettest.StartServer(t, ev.ServerOptions()...)
 	itAddWhoAmI(srv)
-	stay := itConnect(t, srv.URL)
+	stay := nettest.Connect(t, srv.URL)
 	stayID := itWhoAmIOf(t, stay)
 
 	const rounds = 10
 	for i := range rounds {
-		c := itConnect(t, srv.URL)
+		c := nettest.Connect(t, srv.URL)
 		id := itWhoAmIOf(t, c)
 		assert.NotEqual(t, stayID, id)
 		assert.Equal(t, 2, srv.SessionCount(), "round %d", i)
 		require.NoError(t, c.Close())
-		require.Eventually(t, func() bool { return srv.SessionCount() == 1 }, itWait, time.Millisecond)
+		require.Eventually(t, func() bool { return srv.SessionCount() == 1 }, nettest.Wait, time.Millisecond)
 		_, ok := srv.Session(id)
 		assert.False(t, ok)
 	}
@@ -180,7 +182,7 @@ func TestSessionsChurn(t *testing.T) {
 	assert.Nil(t, s.Err())
 	assert.Equal(t, stayID, itWhoAmIOf(t, stay), "the staying client kept its session")
 	assert.Len(t, ev.Opened(), rounds+1)
-	require.Eventually(t, func() bool { return len(ev.CloseCounts()) == rounds }, itWait, time.Millisecond)
+	require.Eventually(t, func() bool { return len(ev.CloseCounts()) == rounds }, nettest.Wait, time.Millisecond)
 	for id, n := range ev.CloseCounts() {
 		assert.Equal(t, 1, n, "OnSessionClose calls for %s", id)
 		assert.NotEqual(t, stayID, id)
@@ -199,8 +201,8 @@ func TestSessionLooksClosedInsideOnSessionClose(t *testing.T) {
 		registered bool
 	}
 	states := make(chan state, 4)
-	var srv *itSrv
-	srv = itStartServer(t, netmsg.WithOnSessionClose(func(s *netmsg.Session, ce *netmsg.CloseError) {
+	var srv *nettest.Server
+	srv = nettest.StartServer(t, netmsg.WithOnSessionClose(func(s *netmsg.Session, ce *netmsg.CloseError) {
 		st := state{ce: ce, err: s.Err(), ctxErr: s.Context().Err()}
 		select {
 		case <-s.Done():
@@ -211,11 +213,11 @@ func TestSessionLooksClosedInsideOnSessionClose(t *testing.T) {
 		states <- st
 	}))
 	itAddWhoAmI(srv)
-	cli := itConnect(t, srv.URL)
+	cli := nettest.Connect(t, srv.URL)
 	itWhoAmIOf(t, cli)
 	require.NoError(t, cli.Close())
 
-	st := itRecv(t, states, "OnSessionClose")
+	st := nettest.Recv(t, states, "OnSessionClose")
 	require.NotNil(t, st.ce)
 	assert.False(t, st.registered, "Server.Session finds a session inside its OnSessionClose")
 	assert.Error(t, st.ctxErr, "Session.Context() is not cancelled inside OnSessionClose")

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg/netmsg/internal/nettest"
+
 	"github.com/lxzan/gws"
 	"github.com/netmsg/netmsg"
 	"github.com/netmsg/netmsg/internal/wire"
@@ -18,7 +20,7 @@ import (
 // The caller's deadline reaches the handler's ctx.
 func TestDeadlineReachesHandler(t *testing.T) {
 	t.Parallel()
-	srv := itStartServer(t)
+	srv := nettest.StartServer(t)
 	type seen struct {
 		dl time.Time
 		ok bool
@@ -29,7 +31,7 @@ func TestDeadlineReachesHandler(t *testing.T) {
 		got <- seen{dl, ok}
 		return itEchoReply{}, nil
 	})
-	cli := itConnect(t, srv.URL)
+	cli := nettest.Connect(t, srv.URL)
 
 	for _, d := range []time.Duration{3 * time.Second, 40 * time.Second} {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
@@ -37,7 +39,7 @@ func TestDeadlineReachesHandler(t *testing.T) {
 		_, err := netmsg.SendRequest(ctx, cli, itEcho{})
 		cancel()
 		require.NoError(t, err)
-		s := itRecv(t, got, "the handler")
+		s := nettest.Recv(t, got, "the handler")
 		require.True(t, s.ok, "the handler's ctx has no deadline; the caller's was %v", d)
 		// The handler's deadline is the caller's, shifted by the time in
 		// transit and rounded to milliseconds.
@@ -77,7 +79,7 @@ func TestCancelReachesHandler(t *testing.T) {
 				go func() {
 					select {
 					case <-started:
-					case <-time.After(itWait):
+					case <-time.After(nettest.Wait):
 					}
 					cancel()
 				}()
@@ -103,20 +105,20 @@ func TestCancelReachesHandler(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			srv := itStartServer(t)
+			srv := nettest.StartServer(t)
 			b := itAddBlocker(srv)
 			itAddWhoAmI(srv)
 			// Only the "default" case relies on it; the others carry a
 			// deadline. A second leaves the handler time to start even on a
 			// loaded machine (a request that expires while queued is
 			// dropped without running its handler).
-			cli := itConnect(t, srv.URL, netmsg.WithRequestTimeout(time.Second))
+			cli := nettest.Connect(t, srv.URL, netmsg.WithRequestTimeout(time.Second))
 			started := make(chan struct{}) // closed when the handler started
 			go func() {
 				select {
 				case <-b.started:
 					close(started)
-				case <-time.After(itWait + time.Second):
+				case <-time.After(nettest.Wait + time.Second):
 				}
 			}()
 
@@ -125,7 +127,7 @@ func TestCancelReachesHandler(t *testing.T) {
 			took := time.Since(start)
 			require.Error(t, err)
 			assert.ErrorIs(t, err, tc.callerErr)
-			assert.Less(t, took, itWait, "the call returned late")
+			assert.Less(t, took, nettest.Wait, "the call returned late")
 			assert.GreaterOrEqual(t, took, tc.minTook, "the call returned before its deadline")
 			switch tc.callerErr {
 			case context.DeadlineExceeded:
@@ -134,8 +136,8 @@ func TestCancelReachesHandler(t *testing.T) {
 				assert.Equal(t, netmsg.CodeCanceled, netmsg.CodeOf(err))
 			}
 
-			itRecv(t, started, "the handler to start")
-			end := itRecv(t, b.ended, "the handler's ctx to end")
+			nettest.Recv(t, started, "the handler to start")
+			end := nettest.Recv(t, b.ended, "the handler's ctx to end")
 			require.Error(t, end.Err)
 			ok := false
 			for _, want := range tc.handlerErr {
@@ -159,23 +161,23 @@ func TestCancelReachesHandler(t *testing.T) {
 // The server's default RequestTimeout applies to its requests to a client.
 func TestServerDefaultRequestTimeout(t *testing.T) {
 	t.Parallel()
-	ev := itNewEvents()
-	srv := itStartServer(t, ev.With(netmsg.WithRequestTimeout(time.Second))...)
-	cli := itNewClient(t, srv.URL)
+	ev := nettest.NewRecorder()
+	srv := nettest.StartServer(t, ev.ServerOptions(netmsg.WithRequestTimeout(time.Second))...)
+	cli := nettest.NewClient(t, srv.URL)
 	b := itAddBlocker(cli)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, cli.Connect(ctx))
-	ss := itRecv(t, ev.open, "OnSessionOpen")
+	ss := nettest.Recv(t, ev.Open, "OnSessionOpen")
 
 	start := time.Now()
 	_, err := netmsg.SendRequest(context.Background(), ss, itBlock{Key: "x"})
 	took := time.Since(start)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.GreaterOrEqual(t, took, 900*time.Millisecond)
-	assert.Less(t, took, itWait)
-	itRecv(t, b.started, "the client's handler to start")
-	end := itRecv(t, b.ended, "the client handler's ctx to end")
+	assert.Less(t, took, nettest.Wait)
+	nettest.Recv(t, b.started, "the client's handler to start")
+	end := nettest.Recv(t, b.ended, "the client handler's ctx to end")
 	assert.Error(t, end.Err)
 }
 
@@ -189,7 +191,7 @@ func TestLateResponseDroppedAndCounted(t *testing.T) {
 	var lateID atomic.Uint64
 	// The raw server answers "late" only after the caller's CANCEL arrived,
 	// so the answer is late for sure.
-	rs := itStartRawServer(t, func(c *gws.Conn, env *itEnv) {
+	rs := itStartRawServer(t, func(c *gws.Conn, env *nettest.Env) {
 		switch env.Kind {
 		case wire.KindRequest:
 			var req itEcho
@@ -210,14 +212,14 @@ func TestLateResponseDroppedAndCounted(t *testing.T) {
 			}
 		}
 	})
-	cli := itConnect(t, rs.URL)
+	cli := nettest.Connect(t, rs.URL)
 	assert.Equal(t, netmsg.Stats{}, cli.Stats())
 
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	_, err := netmsg.SendRequest(ctx, cli, itEcho{Text: "late"})
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	itRecv(t, sentLate, "the raw server to send the late response")
+	nettest.Recv(t, sentLate, "the raw server to send the late response")
 
 	// The next answer comes after the late one on the same connection, so
 	// by the time it is delivered the late one has been read.
@@ -243,7 +245,7 @@ func TestLateResponseDroppedAndCounted(t *testing.T) {
 func TestSendRequestWithEndedCtxSendsNothing(t *testing.T) {
 	t.Parallel()
 	requests := make(chan string, 16)
-	rs := itStartRawServer(t, func(c *gws.Conn, env *itEnv) {
+	rs := itStartRawServer(t, func(c *gws.Conn, env *nettest.Env) {
 		if env.Kind != wire.KindRequest {
 			return
 		}
@@ -252,7 +254,7 @@ func TestSendRequestWithEndedCtxSendsNothing(t *testing.T) {
 		requests <- req.Text
 		_ = c.WriteMessage(gws.OpcodeBinary, wire.AppendHeaderAndPayload(nil, wire.KindResponse, env.ID, "", []byte(`{"Text":"ok"}`), 0, nil))
 	})
-	cli := itConnect(t, rs.URL)
+	cli := nettest.Connect(t, rs.URL)
 
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -266,7 +268,7 @@ func TestSendRequestWithEndedCtxSendsNothing(t *testing.T) {
 		start := time.Now()
 		_, err := netmsg.SendRequest(tc.ctx, cli, itEcho{Text: tc.name})
 		assert.ErrorIs(t, err, tc.want, tc.name)
-		assert.Less(t, time.Since(start), itWait, tc.name)
+		assert.Less(t, time.Since(start), nettest.Wait, tc.name)
 		assert.ErrorIs(t, cli.Send(tc.ctx, itNote{}), tc.want, "Send with a %s ctx", tc.name)
 	}
 	// A live request after them: what the server saw before it is all it saw.

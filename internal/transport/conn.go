@@ -110,6 +110,9 @@ func (c *Conn) RemoteAddr() net.Addr { return c.gc.RemoteAddr() }
 // Received returns the number of bytes read from the peer so far.
 func (c *Conn) Received() uint64 { return c.nc.rx.Load() }
 
+// Sent returns the number of bytes written to the peer so far.
+func (c *Conn) Sent() uint64 { return c.nc.tx.Load() }
+
 // FrameAge returns how long the frame being read has been arriving, or 0
 // when none is in progress.
 func (c *Conn) FrameAge(now time.Time) time.Duration {
@@ -141,15 +144,18 @@ func (c *Conn) Write(op Opcode, b []byte) error { return c.gc.WriteMessage(op, b
 // WriteClose writes a close frame and closes the socket. Later writes fail,
 // and gws sends no second close frame when the peer answers.
 func (c *Conn) WriteClose(code uint16, text []byte) error {
+	c.nc.closeSent.Store(true)
 	err := c.gc.WriteClose(code, text)
-	if err == nil {
-		c.nc.closeSent.Store(true)
+	if err != nil {
+		c.nc.closeSent.Store(false)
 	}
 	return err
 }
 
 // CloseSent reports whether a close frame of this side's went out (rather
-// than gws's answer to the peer's).
+// than gws's answer to the peer's). It is true from the moment the write
+// begins: the peer's answer can arrive, and be read, before the write call
+// has returned.
 func (c *Conn) CloseSent() bool { return c.nc.closeSent.Load() }
 
 // WriteCloseFrame writes a close frame without closing the socket and then
@@ -159,10 +165,11 @@ func (c *Conn) WriteCloseFrame(code uint16, text []byte) error {
 	p := make([]byte, 2, 2+len(text))
 	binary.BigEndian.PutUint16(p, code)
 	p = append(p, text...)
+	c.nc.closeSent.Store(true)
 	if err := c.gc.WriteMessage(OpClose, p); err != nil {
+		c.nc.closeSent.Store(false)
 		return err
 	}
-	c.nc.closeSent.Store(true)
 	if cw, ok := c.nc.Conn.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}

@@ -20,7 +20,8 @@ const flateErrPrefix = "flate: "
 
 // netConn is the net.Conn gws reads and writes through. It
 //   - counts the bytes received, so the heartbeat sees a peer that is sending
-//     even while one large frame takes longer than the receive timeout;
+//     even while one large frame takes longer than the receive timeout, and
+//     the bytes sent, for monitoring;
 //   - notes when the frame being read began, so a frame dripped a byte at a
 //     time can be cut off (Conn.FrameAge);
 //   - corrects the close frames gws sends with the wrong code: when a
@@ -33,6 +34,7 @@ type netConn struct {
 	net.Conn
 	r  io.Reader     // what gws reads: the conn, or bytes read ahead and then the conn
 	rx atomic.Uint64 // bytes received
+	tx atomic.Uint64 // bytes sent
 
 	// frameStart is when the first byte after the last complete frame
 	// arrived (unix nanoseconds), 0 while no frame is in progress.
@@ -81,7 +83,9 @@ func (c *netConn) Write(p []byte) (int, error) {
 			resp := make([]byte, 0, len(p)+len(c.inject))
 			resp = append(append(append(resp, p[:i+2]...), c.inject...), p[i+2:]...)
 			c.inject = nil
-			if _, err := c.Conn.Write(resp); err != nil {
+			n, err := c.Conn.Write(resp)
+			c.tx.Add(uint64(n))
+			if err != nil {
 				return 0, err
 			}
 			return len(p), nil
@@ -90,7 +94,9 @@ func (c *netConn) Write(p []byte) (int, error) {
 	if len(p) > 4 && p[0] == 0x88 { // FIN + close opcode, a whole frame in one write
 		fixInflateClose(p)
 	}
-	return c.Conn.Write(p)
+	n, err := c.Conn.Write(p)
+	c.tx.Add(uint64(n))
+	return n, err
 }
 
 // fixInflateClose rewrites, in place, a close frame carrying 1011 with one of

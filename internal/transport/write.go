@@ -50,7 +50,8 @@ func (c *Conn) WriteFrames(fs []Frame) error {
 	defer c.nc.wmu.Unlock()
 	if _, ok := c.nc.Conn.(*net.TCPConn); ok {
 		nb := net.Buffers(bufs)
-		_, err := nb.WriteTo(c.nc.Conn) // writev
+		n, err := nb.WriteTo(c.nc.Conn) // writev
+		c.nc.tx.Add(uint64(n))
 		clear(bufs)
 		return err
 	}
@@ -63,7 +64,8 @@ func (c *Conn) WriteFrames(fs []Frame) error {
 		out = append(out, b...)
 	}
 	clear(bufs)
-	_, err := c.nc.Conn.Write(out)
+	n, err := c.nc.Conn.Write(out)
+	c.nc.tx.Add(uint64(n))
 	if cap(c.scratch) > 256<<10 {
 		c.scratch = nil
 	}

@@ -18,7 +18,7 @@ import (
 // It returns an error wrapping ErrMalformed for a truncated or overlong
 // varint, more than MaxMetadataEntries metadata entries, a length beyond the end of the buffer, an invalid field number or
 // wire type, or a known field with the wrong wire type; and an error wrapping
-// ErrUnknownKind when the kind is missing, zero or greater than KindCancel.
+// ErrUnknownKind when the kind is missing, zero or greater than KindPong.
 // Decode does not allocate unless it fails or e.Metadata needs to grow.
 func Decode(data []byte, e *Envelope) error {
 	*e = Envelope{Metadata: e.Metadata[:0]}

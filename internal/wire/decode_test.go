@@ -93,7 +93,7 @@ func TestDecodeMalformed(t *testing.T) {
 		{name: "empty", data: nil, want: ErrUnknownKind, oracleAccepts: true},
 		{name: "kind zero", data: raw(tag(1, 0), varint(0), tag(3, 2), lenPrefixed([]byte("t"))), want: ErrUnknownKind, oracleAccepts: true},
 		{name: "kind absent", data: raw(tag(2, 0), varint(1)), want: ErrUnknownKind, oracleAccepts: true},
-		{name: "kind 6", data: raw(tag(1, 0), varint(6)), want: ErrUnknownKind, oracleAccepts: true},
+		{name: "kind 8", data: raw(tag(1, 0), varint(8)), want: ErrUnknownKind, oracleAccepts: true},
 		{name: "kind 255", data: raw(tag(1, 0), varint(255)), want: ErrUnknownKind, oracleAccepts: true},
 		{name: "kind 256+1 (no truncation to uint8)", data: raw(tag(1, 0), varint(257)), want: ErrUnknownKind, oracleAccepts: true},
 		{name: "kind negative", data: raw(tag(1, 0), varint(^uint64(0))), want: ErrUnknownKind, oracleAccepts: true},

@@ -34,10 +34,12 @@ const (
 	KindResponse Kind = 3 // successful answer to a request
 	KindError    Kind = 4 // failed answer to a request
 	KindCancel   Kind = 5 // the caller stopped waiting for a request
+	KindPing     Kind = 6 // liveness probe, answered with a PONG (revision 2)
+	KindPong     Kind = 7 // the answer to a PING: its id and payload
 )
 
 // maxKind is the largest Kind this version understands.
-const maxKind = KindCancel
+const maxKind = KindPong
 
 var kindNames = [...]string{
 	KindMessage:  "MESSAGE",
@@ -45,6 +47,8 @@ var kindNames = [...]string{
 	KindResponse: "RESPONSE",
 	KindError:    "ERROR",
 	KindCancel:   "CANCEL",
+	KindPing:     "PING",
+	KindPong:     "PONG",
 }
 
 // String returns the kind's name without the KIND_ prefix ("REQUEST"), or

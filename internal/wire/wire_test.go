@@ -39,6 +39,8 @@ var headerCases = []headerCase{
 	{name: "request max values", kind: KindRequest, id: math.MaxUint64, typ: "t", payload: []byte{0}, timeoutMs: math.MaxUint64},
 	{name: "response", kind: KindResponse, id: 300, typ: "contract.WeatherResponse", payload: []byte(`{"Forecast":"rain"}`)},
 	{name: "cancel", kind: KindCancel, id: 1 << 40},
+	{name: "ping", kind: KindPing, id: 3, payload: []byte{0, 0, 0, 0, 0, 0, 0, 42}},
+	{name: "pong with id 0", kind: KindPong, payload: []byte("t")},
 	{name: "binary payload", kind: KindMessage, typ: "game.v1.Move", payload: []byte{0x00, 0xff, 0x80, 0x0a, 0x12}},
 	{name: "large payload", kind: KindMessage, typ: "blob", payload: []byte(strings.Repeat("x", 70_000))},
 	{name: "long type", kind: KindRequest, id: 7, typ: strings.Repeat("T", 200)},
@@ -98,15 +100,17 @@ func TestKindValuesMatchProto(t *testing.T) {
 		KindResponse: envelopepb.Kind_KIND_RESPONSE,
 		KindError:    envelopepb.Kind_KIND_ERROR,
 		KindCancel:   envelopepb.Kind_KIND_CANCEL,
+		KindPing:     envelopepb.Kind_KIND_PING,
+		KindPong:     envelopepb.Kind_KIND_PONG,
 	} {
 		assert.EqualValues(t, name, k)
 		assert.Equal(t, "KIND_"+k.String(), name.String())
 		assert.True(t, k.Valid())
 	}
 	assert.Equal(t, "Kind(0)", Kind(0).String())
-	assert.Equal(t, "Kind(6)", Kind(6).String())
+	assert.Equal(t, "Kind(8)", Kind(8).String())
 	assert.False(t, Kind(0).Valid())
-	assert.False(t, Kind(6).Valid())
+	assert.False(t, Kind(8).Valid())
 	// Every enum value of the spec is known here: a new kind in the .proto
 	// must be added to this package too.
 	assert.Equal(t, int(maxKind)+1, envelopepb.Kind(0).Descriptor().Values().Len())

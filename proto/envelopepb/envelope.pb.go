@@ -15,7 +15,10 @@
 //     for example "netmsg.v1.json" or "netmsg.v1.proto", and the server picks
 //     one it accepts. Envelope.payload is encoded with that serializer; the
 //     Envelope itself is always protobuf.
-//   * Heartbeats are WebSocket ping/pong control frames, not envelopes.
+//   * Heartbeats are WebSocket ping/pong control frames. Peers that cannot
+//     send or see those (browsers) use PING/PONG envelopes instead, on a
+//     connection whose subprotocol is "netmsg.v2.<name>" (see
+//     docs/PROTOCOL.md, "Heartbeats").
 //
 // Exchanges
 //
@@ -28,6 +31,8 @@
 //                       a request (deadline passed or caller cancelled). The
 //                       handler's context is cancelled; any response that is
 //                       still sent is ignored by the caller.
+//   * Liveness probe:   PING {id, payload} answered by PONG {id, payload}
+//                       with the same id and payload (revision 2).
 //
 // Request ids are chosen by the side that sends the REQUEST; they are
 // non-zero and unique among that side's outstanding requests on one
@@ -87,6 +92,15 @@ const (
 	// waits for the answer. Uses id only. The receiver cancels the handler if
 	// it is still running; a CANCEL for an unknown or finished id is ignored.
 	Kind_KIND_CANCEL Kind = 5
+	// A liveness probe (protocol revision 2, subprotocol "netmsg.v2.<name>").
+	// Uses id and payload, both opaque to the receiver (id may be 0). The
+	// receiver answers at once with a PONG carrying the same id and payload.
+	// A peer of revision 1 closes the connection with 1002 on this kind, so a
+	// client sends it only when the server selected a "netmsg.v2." subprotocol.
+	Kind_KIND_PING Kind = 6
+	// The answer to a PING: the PING's id and payload, unchanged. Nothing
+	// answers a PONG; like any frame it counts as a sign of life.
+	Kind_KIND_PONG Kind = 7
 )
 
 // Enum value maps for Kind.
@@ -98,6 +112,8 @@ var (
 		3: "KIND_RESPONSE",
 		4: "KIND_ERROR",
 		5: "KIND_CANCEL",
+		6: "KIND_PING",
+		7: "KIND_PONG",
 	}
 	Kind_value = map[string]int32{
 		"KIND_UNSPECIFIED": 0,
@@ -106,6 +122,8 @@ var (
 		"KIND_RESPONSE":    3,
 		"KIND_ERROR":       4,
 		"KIND_CANCEL":      5,
+		"KIND_PING":        6,
+		"KIND_PONG":        7,
 	}
 )
 
@@ -204,7 +222,9 @@ type Envelope struct {
 	// What this envelope is; see Kind. Required (never KIND_UNSPECIFIED).
 	Kind Kind `protobuf:"varint,1,opt,name=kind,proto3,enum=netmsg.v1.Kind" json:"kind,omitempty"`
 	// Request correlation id. Non-zero for REQUEST, RESPONSE, ERROR and
-	// CANCEL; 0 (absent) for MESSAGE.
+	// CANCEL (a REQUEST with id 0 is a protocol error, answered with close
+	// code 1002); 0 (absent) for MESSAGE, where a receiver ignores it. Opaque
+	// for PING and PONG.
 	Id uint64 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`
 	// Wire type name of the payload, used to pick the handler and the Go type
 	// to decode into. For protobuf payloads it is the message's full name
@@ -214,7 +234,8 @@ type Envelope struct {
 	Type string `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
 	// The message, request or response value, encoded by the serializer
 	// negotiated for this connection (JSON text or protobuf bytes). May be
-	// empty when the encoded value is empty.
+	// empty when the encoded value is empty. For PING and PONG: opaque bytes,
+	// echoed unchanged.
 	Payload []byte `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
 	// Set only for KIND_ERROR.
 	Error *Error `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
@@ -328,7 +349,7 @@ const file_proto_envelope_proto_rawDesc = "" +
 	"\bmetadata\x18\a \x03(\v2!.netmsg.v1.Envelope.MetadataEntryR\bmetadata\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*t\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\x92\x01\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fKIND_MESSAGE\x10\x01\x12\x10\n" +
@@ -336,7 +357,9 @@ const file_proto_envelope_proto_rawDesc = "" +
 	"\rKIND_RESPONSE\x10\x03\x12\x0e\n" +
 	"\n" +
 	"KIND_ERROR\x10\x04\x12\x0f\n" +
-	"\vKIND_CANCEL\x10\x05B+Z)github.com/netmsg/netmsg/proto/envelopepbb\x06proto3"
+	"\vKIND_CANCEL\x10\x05\x12\r\n" +
+	"\tKIND_PING\x10\x06\x12\r\n" +
+	"\tKIND_PONG\x10\aB+Z)github.com/netmsg/netmsg/proto/envelopepbb\x06proto3"
 
 var (
 	file_proto_envelope_proto_rawDescOnce sync.Once

@@ -1,0 +1,12 @@
+package netmsg
+
+// Hooks for the external tests of this package.
+
+// GroupCountsForTest reports how many groups of srv have members, how many
+// memberships there are, and whether the group table is released.
+func GroupCountsForTest(srv *Server) (groups, memberships int, released bool) {
+	return srv.groups.counts()
+}
+
+// SessionValuesForTest reports how many typed values s holds.
+func SessionValuesForTest(s *Session) int { return s.valueCount() }
