@@ -1,9 +1,12 @@
 package netmsg
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -55,11 +58,18 @@ type node struct {
 
 	sers map[string]serializer.Serializer // by Name, the server's serializers
 
+	groupMu      sync.Mutex
+	groupSubs    map[string]func() // unsubscribe, by group with members here
+	groupsClosed bool
+	dirtyMu      sync.Mutex
+	dirty        map[string]struct{} // groups that emptied, to unsubscribe from
+
 	seenMu   sync.Mutex
 	seen     map[string]time.Time                // other nodes, when last heard from
 	calls    map[string]map[*remoteCall]struct{} // calls waiting for another node's answer, by node
 	wasDown  bool                                // the last hello could not be published
 	poke     chan struct{}                       // a new node said hello: say hello back now
+	wake     chan struct{}                       // groups emptied: sync them
 	stop     chan struct{}                       // closed by close: the presence goroutine exits
 	stopped  chan struct{}                       // closed when it has
 	stopOnce sync.Once
@@ -89,7 +99,7 @@ func newNode(srv *Server, b Broker) *node {
 	n := &node{srv: srv, b: b, id: newNodeID(), forward: make(map[fwdKey]context.CancelFunc),
 		sers: make(map[string]serializer.Serializer), seen: make(map[string]time.Time),
 		calls: make(map[string]map[*remoteCall]struct{}),
-		poke:  make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+		poke:  make(chan struct{}, 1), wake: make(chan struct{}, 1), groupSubs: make(map[string]func()), stop: make(chan struct{}), stopped: make(chan struct{})}
 	n.gate.init()
 	for _, s := range srv.cfg.serializers {
 		if _, dup := n.sers[s.Name()]; !dup {
@@ -153,6 +163,7 @@ func (n *node) close() {
 	for _, u := range unsubs {
 		u()
 	}
+	n.closeGroups()
 	if n.subErr == nil {
 		n.say(cluster.KindBye)
 	}
@@ -187,6 +198,9 @@ func (n *node) presence() {
 		select {
 		case <-t.C:
 		case <-n.poke:
+		case <-n.wake:
+			n.syncDirty()
+			continue // no hello for this
 		case <-n.stop:
 			return
 		}
@@ -632,70 +646,179 @@ func (n *node) endForward(key fwdKey, cancel context.CancelFunc) {
 	cancel()
 }
 
+// ---- broadcasts ----
+
+// groupToken returns the subject token of a group: the name itself when it
+// is short and made of letters, digits, '-' and '_', else a hash of it
+// (the message names its group, so two names with one token only cost
+// traffic, never a wrong delivery).
+func groupToken(name string) string {
+	safe := name != "" && len(name) <= 64
+	for i := 0; safe && i < len(name); i++ {
+		c := name[i]
+		safe = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_'
+	}
+	if safe {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return "~" + hex.EncodeToString(sum[:16])
+}
+
+func broadcastSubject(t fanTarget) string {
+	if t.all {
+		return subjectAll
+	}
+	return subjectGroupRoot + groupToken(t.group)
+}
+
+// encodeBroadcast encodes m's value once per serializer of the server, into
+// m (for this node's sessions) and into the message for the other nodes,
+// which it returns (nil when there is nothing to publish).
+func (n *node) encodeBroadcast(t fanTarget, m *fanMsg) []byte {
+	m.encoded = make(map[string][]byte, len(n.sers))
+	cm := cluster.Msg{Kind: cluster.KindBroadcast, Origin: []byte(n.id), Group: []byte(t.group), Type: []byte(m.name)}
+	if t.all {
+		cm.Kind, cm.Group = cluster.KindBroadcastAll, nil
+	}
+	ok := 0
+	for _, ser := range n.srv.cfg.serializers {
+		name := ser.Name()
+		if _, done := m.encoded[name]; done || m.encodeErrs[name] != nil || len(cm.Payloads) == cluster.MaxPayloads {
+			continue
+		}
+		p := cluster.Payload{Serializer: []byte(name)}
+		f, err := encodeFrame(ser, m.limit, wire.KindMessage, 0, m.name, m.v, 0, m.md)
+		if err != nil {
+			if m.encodeErrs == nil {
+				m.encodeErrs = make(map[string]error)
+			}
+			m.encodeErrs[name] = err
+			p.Err = []byte(err.Error())
+		} else {
+			env := bytes.Clone(f.b)
+			f.release()
+			m.encoded[name] = env
+			p.Data = env
+			ok++
+		}
+		cm.Payloads = append(cm.Payloads, p)
+	}
+	if ok == 0 || n.subErr != nil {
+		return nil
+	}
+	return cm.Append(nil)
+}
+
+// publishBroadcast sends an encoded broadcast to the other nodes.
+func (n *node) publishBroadcast(ctx context.Context, t fanTarget, data []byte) error {
+	if n.subErr != nil {
+		return fmt.Errorf("netmsg: the broadcast reached this node's sessions only: %w", n.subErr)
+	}
+	if data == nil {
+		return nil // nothing encoded: the error is the local fan-out's
+	}
+	if err := n.b.Publish(ctx, broadcastSubject(t), data); err != nil {
+		return fmt.Errorf("netmsg: the broadcast reached this node's sessions only: %w", err)
+	}
+	return nil
+}
+
 // handleBroadcast runs on the broker's delivery for a broadcast of another
-// node: this node's sessions (or the group's members here) get it.
+// node: this node's sessions, or the group's members here, get it.
 func (n *node) handleBroadcast(data []byte, _ func([]byte) error) {
 	if !n.gate.enter() {
 		return
 	}
 	defer n.gate.leave()
 	var m cluster.Msg
-	if err := m.Decode(data); err != nil || m.Kind != cluster.KindBroadcast {
+	if err := m.Decode(data); err != nil || (m.Kind != cluster.KindBroadcast && m.Kind != cluster.KindBroadcastAll) {
 		n.srv.cfg.logger.Warn("netmsg: dropped a malformed broadcast from the broker", "err", err)
 		return
 	}
 	if string(m.Origin) == n.id {
 		return // this node's own: its sessions have it already
 	}
-	n.fanOut(&m, n.srv.Sessions())
-}
-
-// fanOut queues a broadcast of another node on the given sessions: one
-// frame per serializer, shared by its sessions.
-func (n *node) fanOut(m *cluster.Msg, sessions func(func(*Session) bool)) {
-	md := metadataMap(m.Metadata)
-	frames := make(map[serializer.Serializer]*frame, 1)
-	var failed map[string]bool
-	for s := range sessions {
-		f, ok := frames[s.ser]
-		if !ok {
-			var err error
-			f, err = n.frameFor(s, m, md)
-			if err != nil {
-				if failed == nil {
-					failed = make(map[string]bool)
-				}
-				if !failed[s.ser.Name()] {
-					failed[s.ser.Name()] = true
-					n.srv.cfg.logger.Warn("netmsg: a broadcast of another node did not reach this node's sessions of one serializer", "type", string(m.Type), "serializer", s.ser.Name(), "err", err)
-				}
-				n.srv.ep.stats.droppedOutbound.Add(1)
-				continue
+	t := fanTarget{all: m.Kind == cluster.KindBroadcastAll, group: string(m.Group)}
+	fm := fanMsg{name: string(m.Type), limit: n.srv.cfg.maxMessageSize, encoded: make(map[string][]byte, len(m.Payloads))}
+	for _, p := range m.Payloads {
+		if len(p.Err) > 0 {
+			if fm.encodeErrs == nil {
+				fm.encodeErrs = make(map[string]error)
 			}
-			frames[s.ser] = f
+			fm.encodeErrs[string(p.Serializer)] = errors.New(string(p.Err))
+			continue
 		}
-		f.refs.Add(1)
-		_ = s.out.push(f)
+		fm.encoded[string(p.Serializer)] = p.Data
 	}
-	for _, f := range frames {
-		f.release()
+	if _, err := n.srv.fanOut(t, &fm, exceptSet{}); err != nil {
+		n.srv.cfg.logger.Warn("netmsg: a broadcast of another node did not reach every session here", "type", fm.name, "group", t.group, "err", err)
 	}
 }
 
-// publishBroadcast sends a broadcast to the other nodes on subject.
-func (n *node) publishBroadcast(ctx context.Context, subject string, group string, msg any) error {
-	if n.subErr != nil {
-		return n.subErr
+// ---- group subscriptions ----
+
+// syncGroup subscribes to the group's broadcasts while it has members on
+// this server, and unsubscribes once it has none. Calls are serialized, and
+// each looks at the membership when it runs, so the last one leaves the
+// subscription as the membership is.
+func (n *node) syncGroup(name string) {
+	n.groupMu.Lock()
+	defer n.groupMu.Unlock()
+	if n.groupsClosed || n.subErr != nil {
+		return
 	}
-	m := cluster.Msg{Kind: cluster.KindBroadcast, Origin: []byte(n.id), Group: []byte(group)}
-	data, err := n.encodeMsg(&m, ctx, msg)
-	if err != nil {
-		return err
+	want := n.srv.groups.len(name) > 0
+	unsub, have := n.groupSubs[name]
+	switch {
+	case want && !have:
+		u, err := n.b.Subscribe(subjectGroupRoot+groupToken(name), n.handleBroadcast)
+		if err != nil {
+			n.srv.cfg.logger.Error("netmsg: subscribing to a group's broadcasts from other nodes failed; its members here will not get them", "group", name, "err", err)
+			return
+		}
+		n.groupSubs[name] = u
+	case !want && have:
+		delete(n.groupSubs, name)
+		unsub()
 	}
-	if err := n.b.Publish(ctx, subject, data); err != nil {
-		return fmt.Errorf("netmsg: the broadcast reached this node's sessions only: %w", err)
+}
+
+// groupEmptied has the node's goroutine unsubscribe from the group (not the
+// caller: it may be a read loop).
+func (n *node) groupEmptied(name string) {
+	n.dirtyMu.Lock()
+	if n.dirty == nil {
+		n.dirty = make(map[string]struct{})
 	}
-	return nil
+	n.dirty[name] = struct{}{}
+	n.dirtyMu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// syncDirty syncs the groups that emptied.
+func (n *node) syncDirty() {
+	n.dirtyMu.Lock()
+	dirty := n.dirty
+	n.dirty = nil
+	n.dirtyMu.Unlock()
+	for name := range dirty {
+		n.syncGroup(name)
+	}
+}
+
+// closeGroups unsubscribes from every group.
+func (n *node) closeGroups() {
+	n.groupMu.Lock()
+	defer n.groupMu.Unlock()
+	n.groupsClosed = true
+	for name, unsub := range n.groupSubs {
+		unsub()
+		delete(n.groupSubs, name)
+	}
 }
 
 // ---- gate ----

@@ -241,7 +241,12 @@ func (srv *Server) sessionDetached(s *Session, _ *CloseError) {
 	srv.mu.Lock()
 	delete(srv.sessions, s.id)
 	srv.mu.Unlock()
-	srv.groups.leaveAll(s)
+	emptied := srv.groups.leaveAll(s, nil)
+	if srv.node != nil {
+		for _, name := range emptied {
+			srv.node.groupEmptied(name)
+		}
+	}
 }
 
 // sessionClosed reports a closed session once its drain is over, on its

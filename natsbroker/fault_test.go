@@ -40,13 +40,16 @@ func (d *directory) serve(n *node) {
 		d.mu.Lock()
 		d.ids[j.Name] = s.ID()
 		d.mu.Unlock()
+		n.Group("fleet").Add(s)
 		return Joined{Node: n.URL}, nil
 	})
 }
 
 // A node shut down: its devices fail over to the next node in their
-// WithURLs list, join again in OnConnect, and are reached there from every
-// node; their old session ids are answered with ErrNoSession at once.
+// WithURLs list, join again in OnConnect (the directory and the "fleet"
+// group), and are reached there from every node, one by one and by the
+// group's broadcast; their old session ids are answered with ErrNoSession
+// at once.
 func TestNodeShutdownFailover(t *testing.T) {
 	ns := startNATS(t)
 	nodes := startNodes(t, ns, 3, netmsg.WithRequestTimeout(long))
@@ -96,6 +99,10 @@ func TestNodeShutdownFailover(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, id, pong.Session)
 		}
+	}
+	require.NoError(t, nodes[2].Group("fleet").Broadcast(context.Background(), Note{Text: "fleet"}))
+	for _, name := range names {
+		assert.Equal(t, "fleet", devices[name].note(t).Text, name)
 	}
 	for _, name := range []string{"a0", "b0"} {
 		t0 := time.Now()

@@ -104,6 +104,13 @@ func (ns *natsServer) stop() {
 	}
 }
 
+// subscriptions returns how many subscriptions the NATS server has.
+func (ns *natsServer) subscriptions() uint32 {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	return ns.s.NumSubscriptions()
+}
+
 func (ns *natsServer) URL() string { return "nats://127.0.0.1:" + strconv.Itoa(ns.port) }
 
 // connectNATS connects to ns, reconnecting quickly and forever.

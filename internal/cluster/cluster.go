@@ -24,12 +24,13 @@ type Kind uint8
 
 // The kinds of Msg.
 const (
-	KindSend      Kind = 1 // queue a message on a session; replied to
-	KindRequest   Kind = 2 // send a request to a session and reply with its answer
-	KindCancel    Kind = 3 // the caller of a request gave up; not replied to
-	KindBroadcast Kind = 4 // a message for every session, or a group's members, of the node
-	KindHello     Kind = 5 // the origin node is in the cluster (sent periodically)
-	KindBye       Kind = 6 // the origin node is leaving the cluster
+	KindSend         Kind = 1 // queue a message on a session; replied to
+	KindRequest      Kind = 2 // send a request to a session and reply with its answer
+	KindCancel       Kind = 3 // the caller of a request gave up; not replied to
+	KindBroadcast    Kind = 4 // a message for a group's members on the node
+	KindHello        Kind = 5 // the origin node is in the cluster (sent periodically)
+	KindBye          Kind = 6 // the origin node is leaving the cluster
+	KindBroadcastAll Kind = 7 // a message for every session of the node
 )
 
 // MaxPayloads bounds the serializers one Msg carries payloads for.
@@ -39,6 +40,9 @@ const MaxPayloads = 16
 const MaxMetadata = 64
 
 // Payload is a value encoded with one serializer, or why it could not be.
+// In a broadcast Data is the whole envelope, ready to queue; in a send or a
+// request it is the value alone (the envelope needs the session's request
+// id).
 type Payload struct {
 	Serializer []byte
 	Data       []byte
@@ -94,7 +98,7 @@ func (m *Msg) Decode(data []byte) error {
 		return fmt.Errorf("%w: version", ErrMalformed)
 	}
 	m.Kind = Kind(data[1])
-	if m.Kind < KindSend || m.Kind > KindBye {
+	if m.Kind < KindSend || m.Kind > KindBroadcastAll {
 		return fmt.Errorf("%w: kind %d", ErrMalformed, data[1])
 	}
 	d := decoder{b: data[2:]}
