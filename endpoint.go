@@ -29,6 +29,8 @@ type endpoint struct {
 	// by stop, tells parked workers to exit at once.
 	work       chan *Session
 	flushes    chan *outbound
+	fanWake    chan struct{} // wakes a parked writer for the fan-out queue
+	fan        fanQueue
 	stopping   chan struct{}
 	stopOnce   sync.Once
 	workerIdle time.Duration // 0: workers exit as soon as they run out of work
@@ -68,6 +70,7 @@ func (ep *endpoint) init(cfg *config) {
 	ep.ix = newInterception(cfg.interceptors)
 	ep.work = make(chan *Session)
 	ep.flushes = make(chan *outbound)
+	ep.fanWake = make(chan struct{})
 	ep.stopping = make(chan struct{})
 	ep.workerIdle = defaultWorkerIdle
 }
@@ -85,7 +88,12 @@ func (ep *endpoint) spawn(f func()) {
 
 // stop makes parked dispatcher workers exit; workers still busy exit when
 // they run out of work. Called before waiting for the goroutines.
-func (ep *endpoint) stop() { ep.stopOnce.Do(func() { close(ep.stopping) }) }
+func (ep *endpoint) stop() {
+	ep.stopOnce.Do(func() {
+		close(ep.stopping)
+		ep.fanStop()
+	})
+}
 
 func (ep *endpoint) reportError(s *Session, err error) {
 	ep.cfg.logger.Warn(err.Error(), "session", s.id)

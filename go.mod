@@ -4,6 +4,7 @@ go 1.24
 
 require (
 	github.com/cenkalti/backoff/v4 v4.3.0
+	github.com/goccy/go-json v0.12.0
 	github.com/lxzan/gws v1.9.1
 	github.com/stretchr/testify v1.12.1
 	go.uber.org/goleak v1.3.0

@@ -3,6 +3,7 @@ package netmsg
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -126,8 +127,26 @@ func (o clientOption) applyClient(c *clientConfig) { o(c) }
 // WithSerializer sets the payload serializers. On a server it is the list the
 // server accepts, the first preferred when a client offers several; on a client
 // the first is the one it offers (a client offers only one). Default: JSON.
+//
+// It panics when a serializer is nil, when a name is not a valid HTTP token
+// (serializer.CheckName: names travel in the Sec-WebSocket-Protocol header)
+// or when two serializers share a name.
 func WithSerializer(s ...serializer.Serializer) Option {
 	s = slices.Clone(s)
+	seen := make(map[string]bool, len(s))
+	for i, ser := range s {
+		if ser == nil {
+			panic(fmt.Sprintf("netmsg: WithSerializer: serializer %d is nil", i))
+		}
+		name := ser.Name()
+		if err := serializer.CheckName(name); err != nil {
+			panic(fmt.Sprintf("netmsg: WithSerializer: %T: %v", ser, err))
+		}
+		if seen[name] {
+			panic(fmt.Sprintf("netmsg: WithSerializer: two serializers are named %q", name))
+		}
+		seen[name] = true
+	}
 	return sharedOption(func(c *config) {
 		if len(s) > 0 {
 			c.serializers = s

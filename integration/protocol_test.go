@@ -342,3 +342,80 @@ func TestProtocolTimeoutMs(t *testing.T) {
 		assert.JSONEq(t, `{"Text":"`+tc.want+`"}`, e.Payload, "timeout_ms %d", tc.timeoutMs)
 	}
 }
+
+// A peer that floods PINGs and never reads the PONGs runs into the outbound
+// queue's bound like any peer that does not read: it is closed as a slow
+// consumer, and the PONGs it made the server queue stay within the bound.
+func TestProtocolPingFloodWithoutReading(t *testing.T) {
+	t.Parallel()
+	const queued = 256 << 10
+	srv := hdStartServer(t, netmsg.WithMaxQueuedBytes(queued), netmsg.WithWriteTimeout(2*time.Second))
+	hdEchoHandler(srv.Server)
+	by := hdNewBystander(t, srv)
+	p := nettest.DialGws(t, srv.URL, nettest.GwsConfig{Offer: "netmsg.v2.json", NoRead: true})
+	require.Equal(t, "netmsg.v2.json", p.Conn.SubProtocol())
+	ss := srv.NextOpen(t)
+
+	cost := nettest.Measure(t, "a PING flood that never reads")
+	ping := wire.AppendHeaderAndPayload(nil, wire.KindPing, 1, "", make([]byte, 4<<10), 0, nil)
+	sent := 0
+	for sent < 256<<20 && ss.Err() == nil {
+		if p.Conn.WriteMessage(gws.OpcodeBinary, ping) != nil {
+			break
+		}
+		sent += len(ping)
+	}
+	c := srv.CloseOf(t, ss)
+	used := cost.Stop()
+	t.Logf("sent %s of PINGs before the close", nettest.MiB(uint64(sent)))
+	assert.Equal(t, netmsg.CloseSlowConsumer, c.Err.Reason, "%v", c.Err)
+	// Unbounded, the PONGs of the 256 MiB flood would all be held.
+	assert.Less(t, used.HeapPeak, uint64(32<<20), "heap used during the flood")
+	by.AssertFine(t)
+}
+
+// How a peer's close frame is answered, and what the session reports: the
+// tables of docs/PROTOCOL.md §6.
+func TestProtocolCloseAnswers(t *testing.T) {
+	t.Parallel()
+	closeBody := func(code uint16, text string) []byte {
+		return append(binary.BigEndian.AppendUint16(nil, code), text...)
+	}
+	cases := []struct {
+		name   string
+		body   []byte
+		answer []byte // the close frame's body the server answers with
+		reason netmsg.CloseReason
+	}{
+		{"1000", closeBody(1000, "bye"), closeBody(1000, ""), netmsg.ClosePeerNormal},
+		{"1001 from a client", closeBody(1001, ""), closeBody(1000, ""), netmsg.ClosePeerNormal},
+		{"1008", closeBody(1008, "no"), closeBody(1000, ""), netmsg.ClosePolicyViolation},
+		{"1011", closeBody(1011, ""), closeBody(1000, ""), netmsg.CloseInternalError},
+		{"4001 application", closeBody(4001, "app"), closeBody(4001, ""), netmsg.ClosePeerNormal},
+		{"3000", closeBody(3000, ""), closeBody(3000, ""), netmsg.CloseProtocolError},
+		// Codes RFC 6455 reserves for "no code" and "no close frame" are
+		// refused in the answer, and read as what they stand for.
+		{"1005 in a frame", closeBody(1005, ""), closeBody(1002, ""), netmsg.ClosePeerNormal},
+		{"1006 in a frame", closeBody(1006, ""), closeBody(1002, ""), netmsg.CloseNetworkError},
+		{"999", closeBody(999, ""), closeBody(1002, ""), netmsg.CloseProtocolError},
+		{"2000", closeBody(2000, ""), closeBody(1002, ""), netmsg.CloseProtocolError},
+		{"one byte", []byte{3}, closeBody(1002, ""), netmsg.CloseProtocolError},
+		{"text not UTF-8", closeBody(1000, "\xff\xfe"), closeBody(1000, ""), netmsg.ClosePeerNormal}, // not checked
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := hdStartServer(t)
+			p := nettest.DialWSUpgraded(t, srv.Addr, nettest.WSDial{})
+			ss := srv.NextOpen(t)
+			p.WriteRaw(t, nettest.Frame(nettest.Fin|nettest.OpClose, tc.body))
+			b0, answer, err := p.ReadFrame()
+			require.NoError(t, err)
+			assert.Equal(t, byte(nettest.Fin|nettest.OpClose), b0)
+			assert.Equal(t, tc.answer, answer, "the close frame the server answered with")
+			c := srv.CloseOf(t, ss)
+			assert.Equal(t, tc.reason.String(), c.Err.Reason.String(), "%v", c.Err)
+			assert.True(t, c.Err.Remote)
+		})
+	}
+}

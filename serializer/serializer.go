@@ -12,6 +12,8 @@
 // buffer.
 package serializer
 
+import "fmt"
+
 // SubprotocolPrefix is the WebSocket subprotocol prefix of netmsg protocol
 // version 1; the serializer's name follows it.
 const SubprotocolPrefix = "netmsg.v1."
@@ -41,6 +43,34 @@ type AppendMarshaler interface {
 // Subprotocol returns the WebSocket subprotocol that selects s:
 // SubprotocolPrefix followed by s.Name(), for example "netmsg.v1.json".
 func Subprotocol(s Serializer) string { return SubprotocolPrefix + s.Name() }
+
+// CheckName reports whether name can name a serializer: it travels in the
+// Sec-WebSocket-Protocol header, so it must be a non-empty HTTP token
+// (RFC 9110 §5.6.2: letters, digits and !#$%&'*+-.^_`|~). The error says
+// which character is not allowed.
+func CheckName(name string) error {
+	if name == "" {
+		return fmt.Errorf("serializer: the name is empty; it must be an HTTP token")
+	}
+	for i := 0; i < len(name); i++ {
+		if !isTokenChar(name[i]) {
+			return fmt.Errorf("serializer: name %q has %q at byte %d; it must be an HTTP token (letters, digits and !#$%%&'*+-.^_`|~)", name, name[i], i)
+		}
+	}
+	return nil
+}
+
+func isTokenChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	switch c {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+		return true
+	}
+	return false
+}
 
 // Compile-time checks that the built-in serializers have the fast path.
 var (

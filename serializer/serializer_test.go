@@ -102,3 +102,19 @@ func TestConcurrentUse(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckName(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"json", "proto", "msgpack", "x", "a.b-c_d", "V2", "!#$%&'*+-.^_`|~", "0"} {
+		assert.NoError(t, CheckName(ok), "%q", ok)
+	}
+	for _, bad := range []string{"", "a b", "a,b", "a/b", "a;b", "(x)", "é", "a\tb", "a\x00", "\"q\"", "a=b", "[x]", "{x}", "a:b", "a@b", "a?b", "a\\b"} {
+		err := CheckName(bad)
+		require.Error(t, err, "%q", bad)
+		assert.Contains(t, err.Error(), "HTTP token", "%q", bad)
+	}
+	assert.EqualError(t, CheckName("a b"), `serializer: name "a b" has ' ' at byte 1; it must be an HTTP token (letters, digits and !#$%&'*+-.^_`+"`"+`|~)`)
+	for _, s := range []Serializer{JSON{}, Protobuf{}} {
+		assert.NoError(t, CheckName(s.Name()))
+	}
+}

@@ -49,8 +49,11 @@ func (c *Conn) WriteFrames(fs []Frame) error {
 	c.nc.wmu.Lock()
 	defer c.nc.wmu.Unlock()
 	if _, ok := c.nc.Conn.(*net.TCPConn); ok {
-		nb := net.Buffers(bufs)
-		n, err := nb.WriteTo(c.nc.Conn) // writev
+		// A field, not a local: a local net.Buffers escapes through
+		// WriteTo, one allocation per write.
+		c.nb = bufs
+		n, err := c.nb.WriteTo(c.nc.Conn) // writev; consumes c.nb
+		c.nb = nil
 		c.nc.tx.Add(uint64(n))
 		clear(bufs)
 		return err
