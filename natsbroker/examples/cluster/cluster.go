@@ -352,4 +352,3 @@ func waitFor(ctx context.Context, d time.Duration, ok func() bool) error {
 	}
 	return nil
 }
-
