@@ -77,7 +77,9 @@ func benchBroadcast(b *testing.B, nodes []*node) {
 		b.Cleanup(func() { _ = c.Close() })
 	}
 	for _, n := range nodes {
-		eventually(b, "every member joined", func() bool { return n.Group("room").Len() == benchMembers/len(nodes)+boolInt(n == nodes[0] && benchMembers%len(nodes) > 0) })
+		eventually(b, "every member joined", func() bool {
+			return n.Group("room").Len() == benchMembers/len(nodes)+boolInt(n == nodes[0] && benchMembers%len(nodes) > 0)
+		})
 	}
 	room := nodes[0].Group("room")
 	ctx := context.Background()
