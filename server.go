@@ -33,6 +33,10 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[string]*Session
+	// upgrading holds the ids of sessions whose handshake answer is being
+	// written: the client may know its id (and tell others) a moment before
+	// the session is registered; Session waits for that moment.
+	upgrading map[string]chan struct{}
 	groups   groupSet
 	closing  bool
 	https    []*http.Server
@@ -143,16 +147,29 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	id := srv.newSessionID()
+	registered := make(chan struct{})
+	srv.mu.Lock()
+	if srv.upgrading == nil {
+		srv.upgrading = make(map[string]chan struct{})
+	}
+	srv.upgrading[id] = registered
+	srv.mu.Unlock()
 	conn, err := srv.upgrader.Upgrade(w, r, id)
 	if err != nil {
+		srv.mu.Lock()
+		delete(srv.upgrading, id)
+		srv.mu.Unlock()
+		close(registered)
 		srv.cfg.logger.Debug("netmsg: upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	s := newSession(&srv.ep, id, conn, srv.accepts[conn.SubProtocol()], context.WithoutCancel(base))
 	srv.mu.Lock()
 	srv.sessions[id] = s
+	delete(srv.upgrading, id)
 	closing := srv.closing
 	srv.mu.Unlock()
+	close(registered)
 	srv.ep.observeOpen(s)
 	if open := srv.cfg.onSessionOpen; open != nil && !closing {
 		// OnSessionOpen runs before any message or request is handled, but
@@ -306,9 +323,21 @@ func (srv *Server) Sessions() iter.Seq[*Session] {
 }
 
 // Session returns the open session with the given ID.
+//
+// A client knows its session id as soon as the handshake answer arrives,
+// which is a moment before the server has registered the session; for an id
+// in that moment Session waits until it is registered.
 func (srv *Server) Session(id string) (*Session, bool) {
 	srv.mu.Lock()
 	s, ok := srv.sessions[id]
+	registered := srv.upgrading[id]
+	srv.mu.Unlock()
+	if ok || registered == nil {
+		return s, ok
+	}
+	<-registered // the handshake answer is being written, within the handshake timeout
+	srv.mu.Lock()
+	s, ok = srv.sessions[id]
 	srv.mu.Unlock()
 	return s, ok
 }
