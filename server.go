@@ -37,9 +37,9 @@ type Server struct {
 	// written: the client may know its id (and tell others) a moment before
 	// the session is registered; Session waits for that moment.
 	upgrading map[string]chan struct{}
-	groups   groupSet
-	closing  bool
-	https    []*http.Server
+	groups    groupSet
+	closing   bool
+	https     []*http.Server
 
 	// handshakes counts ServeHTTP calls in progress; Shutdown waits for them.
 	handshakes sync.WaitGroup
