@@ -56,6 +56,7 @@ type Conn struct {
 	// WriteFrames's scratch space, owned by the one writer.
 	hdr     []byte
 	bufs    [][]byte
+	nb      net.Buffers
 	scratch []byte
 }
 

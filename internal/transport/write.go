@@ -49,8 +49,11 @@ func (c *Conn) WriteFrames(fs []Frame) error {
 	c.nc.wmu.Lock()
 	defer c.nc.wmu.Unlock()
 	if _, ok := c.nc.Conn.(*net.TCPConn); ok {
-		nb := net.Buffers(bufs)
-		n, err := nb.WriteTo(c.nc.Conn) // writev
+		// writev. WriteTo consumes the Buffers it is called on; a field of
+		// the Conn, unlike a local, does not escape to the heap per write.
+		c.nb = bufs
+		n, err := c.nb.WriteTo(c.nc.Conn)
+		c.nb = nil
 		c.nc.tx.Add(uint64(n))
 		clear(bufs)
 		return err
