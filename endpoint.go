@@ -2,6 +2,7 @@ package netmsg
 
 import (
 	"fmt"
+	"runtime"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -29,6 +30,8 @@ type endpoint struct {
 	// by stop, tells parked workers to exit at once.
 	work       chan *Session
 	flushes    chan *outbound
+	fanWake    chan struct{} // wakes a parked writer for the fan-out queue
+	fan        fanQueue
 	stopping   chan struct{}
 	stopOnce   sync.Once
 	workerIdle time.Duration // 0: workers exit as soon as they run out of work
@@ -68,6 +71,7 @@ func (ep *endpoint) init(cfg *config) {
 	ep.ix = newInterception(cfg.interceptors)
 	ep.work = make(chan *Session)
 	ep.flushes = make(chan *outbound)
+	ep.fanWake = make(chan struct{})
 	ep.stopping = make(chan struct{})
 	ep.workerIdle = defaultWorkerIdle
 }
@@ -85,7 +89,12 @@ func (ep *endpoint) spawn(f func()) {
 
 // stop makes parked dispatcher workers exit; workers still busy exit when
 // they run out of work. Called before waiting for the goroutines.
-func (ep *endpoint) stop() { ep.stopOnce.Do(func() { close(ep.stopping) }) }
+func (ep *endpoint) stop() {
+	ep.stopOnce.Do(func() {
+		close(ep.stopping)
+		ep.fanStop()
+	})
+}
 
 func (ep *endpoint) reportError(s *Session, err error) {
 	ep.cfg.logger.Warn(err.Error(), "session", s.id)
@@ -136,14 +145,18 @@ func (ep *endpoint) sessionClosed(s *Session, ce *CloseError) {
 // waitGoroutines waits until every goroutine the endpoint started has exited,
 // or until the timeout, and then reports what is still running. One case
 // ends the wait early, with settled set: when only goroutines running user
-// code are left, no more of them than callers waiting here, for half the
-// DisconnectTimeout. Such a caller is most likely inside a handler or
-// callback of this endpoint (Close called from a handler), which cannot
-// return while it waits; handlers that respect their ctx return well within
-// that time after the close cancelled it.
+// code are left, no more of them than the callers waiting here from inside
+// the library's handlers and callbacks, for half the DisconnectTimeout. Such
+// a caller (Close called from a handler) cannot return while it waits, and
+// handlers that respect their ctx return well within that time after the
+// close cancelled it. A caller from anywhere else is not counted: with a
+// handler that ignores its ctx it waits the whole timeout and gets the
+// error naming that handler.
 func (ep *endpoint) waitGoroutines(timeout time.Duration, waiters *atomic.Int64) (settled bool, err error) {
-	waiters.Add(1)
-	defer waiters.Add(-1)
+	if calledFromUserCode() {
+		waiters.Add(1)
+		defer waiters.Add(-1)
+	}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	const step = 2 * time.Millisecond
@@ -170,6 +183,35 @@ func (ep *endpoint) waitGoroutines(timeout time.Duration, waiters *atomic.Int64)
 			} else {
 				since = time.Time{}
 			}
+		}
+	}
+}
+
+// userCodeGates are the functions through which the library runs user code:
+// every handler runs under Session.handle and every callback under
+// endpoint.callback.
+var userCodeGates = [...]string{
+	"github.com/netmsg/netmsg.(*Session).handle",
+	"github.com/netmsg/netmsg.(*endpoint).callback",
+}
+
+// calledFromUserCode reports whether the calling goroutine is running a
+// handler or callback of some endpoint: whether one of userCodeGates is on
+// its call stack. It reads only the caller's own stack (no goroutine id), and
+// only when Close or Shutdown is about to wait.
+func calledFromUserCode() bool {
+	pcs := make([]uintptr, 512)
+	n := runtime.Callers(3, pcs)
+	frames := runtime.CallersFrames(pcs[:n])
+	for {
+		f, more := frames.Next()
+		for _, g := range userCodeGates {
+			if f.Function == g {
+				return true
+			}
+		}
+		if !more {
+			return false
 		}
 	}
 }

@@ -3,7 +3,9 @@ package netmsg
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
+	"time"
 
 	"github.com/netmsg/netmsg/internal/wire"
 	"github.com/netmsg/netmsg/serializer"
@@ -149,7 +151,10 @@ func (m *fanMsg) finish() error {
 	return errors.Join(errs...)
 }
 
-var sessionListPool = sync.Pool{New: func() any { return new([]*Session) }}
+var (
+	sessionListPool  = sync.Pool{New: func() any { return new([]*Session) }}
+	outboundListPool = sync.Pool{New: func() any { return new([]*outbound) }}
+)
 
 // fanOut delivers m to this server's sessions in t, except those in except,
 // and returns how many sessions it was queued for and the encoding errors.
@@ -160,7 +165,9 @@ var sessionListPool = sync.Pool{New: func() any { return new([]*Session) }}
 //
 // The members are copied under the group lock into a pooled slice and the
 // lock is released before anything is queued: queueing takes each session's
-// outbound lock, and may close a slow member.
+// outbound lock, and may close a slow member. Sessions that need a writer
+// are handed to the endpoint's fan-out writers together (fanAdd), not each
+// to a goroutine of its own.
 func (srv *Server) fanOut(t fanTarget, m *fanMsg, except exceptSet) (int, error) {
 	lp := sessionListPool.Get().(*[]*Session)
 	list := (*lp)[:0]
@@ -173,6 +180,8 @@ func (srv *Server) fanOut(t fanTarget, m *fanMsg, except exceptSet) (int, error)
 	} else {
 		list = srv.groups.snapshot(t.group, list)
 	}
+	sp := outboundListPool.Get().(*[]*outbound)
+	starts := (*sp)[:0]
 	sent := 0
 	for _, s := range list {
 		if except.has(s) {
@@ -183,14 +192,207 @@ func (srv *Server) fanOut(t fanTarget, m *fanMsg, except exceptSet) (int, error)
 			continue
 		}
 		f.refs.Add(1)
-		if s.out.push(f) == nil {
-			sent++
+		start, ok := s.out.enqueue(f)
+		if !ok {
+			continue
+		}
+		sent++
+		if start {
+			starts = append(starts, &s.out)
 		}
 	}
+	srv.ep.fanAdd(starts)
 	clear(list)
+	clear(starts)
 	if cap(list) <= 1<<16 {
 		*lp = list[:0]
 		sessionListPool.Put(lp)
+		*sp = starts[:0]
+		outboundListPool.Put(sp)
 	}
 	return sent, m.finish()
+}
+
+// ---- writers for fan-out ----
+
+// fanQueue hands the sessions a broadcast has queued frames for to the
+// endpoint's writers. A broadcast to ten thousand sessions must not start ten
+// thousand writers (each a goroutine and its stack): the sessions whose
+// queue had no writer wait here in order, and a few writers take them one at
+// a time, each flushing one session's queue and taking the next.
+//
+// A writer can block in one member's flush (a peer that does not read) for
+// up to the write timeout. A watchdog runs while sessions wait or writers
+// flush: a writer whose flush has lasted fanStallCheck counts as stuck, and
+// writers are brought in for the waiting sessions as if it were not there.
+// A stuck member so delays the others by fanStallCheck at most, once.
+type fanQueue struct {
+	mu      sync.Mutex
+	q       []*outbound
+	head    int
+	writers int           // writers woken or started for the queue, not yet done with it
+	stuck   int           // of those, how many are stuck in one flush
+	active  []*fanWriting // writers of the queue now in a flush
+
+	watch    *time.Timer
+	watching bool
+	stopped  bool
+}
+
+// fanWriting is a writer's flush in progress, for the watchdog; guarded by
+// fanQueue.mu. Each writer goroutine has one, made when it first serves the
+// queue.
+type fanWriting struct {
+	since time.Time
+	at    int // index in fanQueue.active
+	stuck bool
+}
+
+const (
+	// fanPerWriter is how many waiting sessions justify one more writer.
+	fanPerWriter = 64
+	// fanStallCheck is how long one flush may last before its writer counts
+	// as stuck.
+	fanStallCheck = 5 * time.Millisecond
+)
+
+// fanWriters is how many writers serve the queue at most, not counting stuck
+// ones: the work is system calls, so a few per core.
+var fanWriters = max(2, 2*runtime.GOMAXPROCS(0))
+
+// fanAdd queues the sessions in os, each of which has a frame queued and no
+// writer (the caller set its writing flag), and wakes or starts writers for
+// them.
+func (ep *endpoint) fanAdd(os []*outbound) {
+	if len(os) == 0 {
+		return
+	}
+	fq := &ep.fan
+	fq.mu.Lock()
+	fq.q = append(fq.q, os...)
+	more := fq.topUp()
+	fq.armWatch(ep)
+	fq.mu.Unlock()
+	ep.fanStart(more)
+}
+
+// topUp counts the writers the waiting sessions need beyond those serving
+// the queue and not stuck, and returns how many to wake or start; fq.mu is
+// held.
+func (fq *fanQueue) topUp() int {
+	pending := len(fq.q) - fq.head
+	want := min(fanWriters, (pending+fanPerWriter-1)/fanPerWriter)
+	more := max(0, want-(fq.writers-fq.stuck))
+	fq.writers += more
+	return more
+}
+
+// armWatch starts the watchdog if it is not running; fq.mu is held.
+func (fq *fanQueue) armWatch(ep *endpoint) {
+	if fq.watching || fq.stopped {
+		return
+	}
+	fq.watching = true
+	if fq.watch == nil {
+		fq.watch = time.AfterFunc(fanStallCheck, ep.fanWatch)
+	} else {
+		fq.watch.Reset(fanStallCheck)
+	}
+}
+
+// fanStart wakes n parked writers for the queue, or starts them.
+func (ep *endpoint) fanStart(n int) {
+	for range n {
+		select {
+		case ep.fanWake <- struct{}{}:
+		default:
+			ep.spawn(ep.fanWriter)
+		}
+	}
+}
+
+// fanWriter is a writer started for the queue.
+func (ep *endpoint) fanWriter() { ep.writer(nil) }
+
+// fanServe flushes the sessions waiting in the queue until it is empty. The
+// calling writer was counted in fq.writers by whoever woke or started it; w
+// is its flush record.
+func (ep *endpoint) fanServe(w *fanWriting) {
+	fq := &ep.fan
+	fq.mu.Lock()
+	for fq.head < len(fq.q) {
+		o := fq.q[fq.head]
+		fq.q[fq.head] = nil
+		fq.head++
+		w.since = time.Now()
+		w.at = len(fq.active)
+		fq.active = append(fq.active, w)
+		fq.mu.Unlock()
+
+		o.flush()
+
+		fq.mu.Lock()
+		last := len(fq.active) - 1
+		moved := fq.active[last]
+		fq.active[w.at] = moved
+		moved.at = w.at
+		fq.active[last] = nil
+		fq.active = fq.active[:last]
+		if w.stuck {
+			w.stuck = false
+			fq.stuck--
+		}
+	}
+	fq.writers--
+	if fq.writers == 0 {
+		// Everything is taken: reuse the slice, unless a burst made it big.
+		if cap(fq.q) > 1<<14 {
+			fq.q = nil
+		} else {
+			fq.q = fq.q[:0]
+		}
+		fq.head = 0
+	}
+	fq.mu.Unlock()
+}
+
+// fanWatch runs every fanStallCheck while sessions wait in the queue or a
+// writer of the queue is in a flush that is not yet known to be stuck. It
+// marks the writers whose flush has lasted fanStallCheck as stuck and brings
+// in writers for the waiting sessions in their place.
+func (ep *endpoint) fanWatch() {
+	fq := &ep.fan
+	fq.mu.Lock()
+	now := time.Now()
+	unknown := false
+	for _, w := range fq.active {
+		if !w.stuck {
+			if now.Sub(w.since) >= fanStallCheck {
+				w.stuck = true
+				fq.stuck++
+			} else {
+				unknown = true
+			}
+		}
+	}
+	more := fq.topUp()
+	if fq.stopped || (fq.head == len(fq.q) && !unknown) {
+		fq.watching = false
+	} else {
+		fq.watch.Reset(fanStallCheck)
+	}
+	fq.mu.Unlock()
+	ep.fanStart(more)
+}
+
+// fanStop stops the watchdog; the endpoint is stopping.
+func (ep *endpoint) fanStop() {
+	fq := &ep.fan
+	fq.mu.Lock()
+	fq.stopped = true
+	if fq.watch != nil {
+		fq.watch.Stop()
+	}
+	fq.watching = false
+	fq.mu.Unlock()
 }

@@ -376,3 +376,142 @@ func TestGroupsConcurrentUse(t *testing.T) {
 	assert.Equal(t, total, memberships)
 	assert.Positive(t, memberships)
 }
+
+// JoinRoom asks the server to put the caller in a room.
+type JoinRoom struct {
+	netmsg.Returns[Joined]
+	Room string
+}
+
+type Joined struct{ Members int }
+
+// LeaveRoom asks the server to take the caller out of a room.
+type LeaveRoom struct{ Room string }
+
+// Sessions join and leave rooms from handlers and close in every way, many
+// at once, while the rooms are broadcast to: when all are gone nothing is
+// left behind (no group, no membership, no value, no goroutine: goleak runs
+// after the package's tests).
+func TestGroupChurnLeavesNothing(t *testing.T) {
+	const (
+		cycles  = 1000
+		workers = 8
+		rooms   = 10
+	)
+	nick := netmsg.NewKey[string]("nick")
+	var mu sync.Mutex
+	var seen []*netmsg.Session
+	e := newGroupEnv(t, netmsg.WithHeartbeat(0, 0), netmsg.WithOnSessionOpen(func(s *netmsg.Session) {
+		nick.Set(s, s.ID())
+		mu.Lock()
+		seen = append(seen, s)
+		mu.Unlock()
+	}))
+	netmsg.AddRequestHandler(e.srv, func(ctx context.Context, s *netmsg.Session, req JoinRoom) (Joined, error) {
+		g := e.srv.Group(req.Room)
+		g.Add(s)
+		e.srv.Group("everyone").Add(s)
+		return Joined{Members: g.Len()}, nil
+	})
+	netmsg.AddMessageHandler(e.srv, func(ctx context.Context, s *netmsg.Session, m LeaveRoom) {
+		e.srv.Group(m.Room).Remove(s)
+	})
+
+	stop := make(chan struct{})
+	var bwg sync.WaitGroup
+	bwg.Add(1)
+	go func() { // the rooms' ticks
+		defer bwg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			_ = e.srv.Group(fmt.Sprintf("room-%d", i%rooms)).Broadcast(context.Background(), RoomNote{Seq: i})
+			if i%10 == 0 {
+				_ = e.srv.Broadcast(context.Background(), RoomNote{Room: "*", Seq: i})
+			}
+		}
+	}()
+
+	var wg sync.WaitGroup
+	errs := make(chan error, cycles)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < cycles; i += workers {
+				errs <- churnCycle(e, i, rooms)
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	bwg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return e.srv.SessionCount() == 0 }, groupWait, time.Millisecond)
+	groups, memberships, released := netmsg.GroupCountsForTest(e.srv)
+	assert.Zero(t, groups, "groups left")
+	assert.Zero(t, memberships, "memberships left")
+	assert.True(t, released, "the group table is released")
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Len(t, seen, cycles)
+	require.Eventually(t, func() bool {
+		for _, s := range seen {
+			if netmsg.SessionValuesForTest(s) != 0 {
+				return false
+			}
+		}
+		return true
+	}, groupWait, time.Millisecond, "values of closed sessions")
+	for _, s := range seen {
+		assert.Nil(t, s.Groups())
+	}
+	t.Logf("%d sessions joined and left %d rooms; stats after: %+v", cycles, rooms, e.srv.Stats())
+}
+
+// churnCycle connects a client, joins two rooms through a handler, leaves
+// one, and ends the session one of four ways.
+func churnCycle(e *groupEnv, i, rooms int) error {
+	cli := netmsg.NewClient(e.url, netmsg.WithHeartbeat(0, 0))
+	defer cli.Close()
+	netmsg.AddMessageHandler(cli, func(context.Context, *netmsg.Session, RoomNote) {})
+	ctx, cancel := context.WithTimeout(context.Background(), groupWait)
+	defer cancel()
+	if err := cli.Connect(ctx); err != nil {
+		return err
+	}
+	a, b := fmt.Sprintf("room-%d", i%rooms), fmt.Sprintf("room-%d", (i+1)%rooms)
+	for _, room := range []string{a, b} {
+		if _, err := netmsg.SendRequest(ctx, cli, JoinRoom{Room: room}); err != nil {
+			return fmt.Errorf("cycle %d: join %s: %w", i, room, err)
+		}
+	}
+	if i%2 == 0 {
+		if err := cli.Send(ctx, LeaveRoom{Room: a}); err != nil {
+			return err
+		}
+	}
+	switch i % 4 {
+	case 0, 1: // the client closes
+		return cli.Close()
+	case 2: // the server closes
+		s, ok := e.srv.Session(cli.Session().ID())
+		if !ok {
+			return fmt.Errorf("cycle %d: no server session", i)
+		}
+		return s.Close("bye")
+	default: // the server kicks while the client is still sending
+		s, ok := e.srv.Session(cli.Session().ID())
+		if !ok {
+			return fmt.Errorf("cycle %d: no server session", i)
+		}
+		_ = cli.Send(ctx, LeaveRoom{Room: b})
+		return s.Kick("out")
+	}
+}

@@ -135,8 +135,9 @@ func (f InterceptorFunc) Wrap(next CallFunc) CallFunc { return f(next) }
 // order for one session: SessionOpened before SessionClosed. They should
 // return quickly: the session's other callbacks wait for them.
 type SessionObserver interface {
-	// SessionOpened is called once the session's handshake is complete, before
-	// the server's OnSessionOpen or the client's OnConnect has returned.
+	// SessionOpened is called once the session's handshake is complete: on
+	// a server just before OnSessionOpen (on the same queue), on a client
+	// while OnConnect may be running.
 	SessionOpened(s *Session)
 	// SessionClosed is called once the session has closed and what arrived
 	// before the close has been handled, with why it closed (ce.Reason is

@@ -1,7 +1,9 @@
 package netmsg
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -313,14 +315,23 @@ func (ep *endpoint) startWriter(o *outbound) {
 	}
 }
 
-// writer flushes o, then parks for up to ep.workerIdle waiting for another
+// writer flushes o (or, when o is nil, the sessions waiting in the fan-out
+// queue: fanout.go), then parks for up to ep.workerIdle waiting for another
 // session's queue, until the endpoint stops. A writer blocked on one stuck
 // peer holds up no other session: the next one finds no parked writer and
 // starts its own.
 func (ep *endpoint) writer(o *outbound) {
 	var idle *time.Timer
+	var fw *fanWriting
 	for {
-		o.flush()
+		if o != nil {
+			o.flush()
+		} else {
+			if fw == nil {
+				fw = new(fanWriting)
+			}
+			ep.fanServe(fw)
+		}
 		if ep.workerIdle <= 0 {
 			return
 		}
@@ -331,6 +342,9 @@ func (ep *endpoint) writer(o *outbound) {
 		}
 		select {
 		case o = <-ep.flushes:
+			idle.Stop()
+		case <-ep.fanWake:
+			o = nil
 			idle.Stop()
 		case <-idle.C:
 			return
@@ -417,6 +431,16 @@ func (o *outbound) flush() {
 		}
 		if err != nil {
 			o.writing = false
+			if errors.Is(err, net.ErrClosed) {
+				// This side closed the socket: Close or Kill (the session's
+				// cause is set already), or gws on the read loop after the
+				// peer's close frame or a read error. The read loop ends now
+				// and ended records why; a network error recorded here would
+				// win over the peer's close code and its reconnect hint.
+				o.state = outDone
+				o.mu.Unlock()
+				return
+			}
 			o.mu.Unlock()
 			o.s.writeFailed(err)
 			return

@@ -119,13 +119,39 @@ func BenchmarkBroadcast(b *testing.B) {
 			}
 			defer func() { _ = child.Close() }()
 			b.StopTimer()
-			r, err := harness.RunBroadcast(child, kind, n, 128, b.N)
+			r, err := harness.RunBroadcast(child, kind, n, 128, b.N, false)
 			if err != nil {
 				b.Fatal(err)
 			}
 			b.ReportMetric(float64(harness.Median(r.Times).Nanoseconds()), "ns/op")
 			b.ReportMetric(r.Mallocs, "server-allocs/op")
 			b.ReportMetric(float64(n), "sessions")
+		})
+	}
+}
+
+// BenchmarkGroups: 10,000 sessions (200 for the one-iteration probe) in 100
+// groups (10), one 128-byte message broadcast to each group per iteration;
+// ns/op is the median time per round until every client has its copy, and
+// server-allocs/delivered counts the server process only.
+func BenchmarkGroups(b *testing.B) {
+	for _, kind := range harness.GroupKinds {
+		b.Run(kind, func(b *testing.B) {
+			n, g := scaled(b, 10000, 200), scaled(b, 100, 10)
+			child, err := harness.StartChild()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer func() { _ = child.Close() }()
+			b.StopTimer()
+			r, err := harness.RunGroups(child, kind, n, g, 128, b.N, false)
+			if err != nil {
+				b.Fatal(err)
+			}
+			m := harness.Median(r.Times)
+			b.ReportMetric(float64(m.Nanoseconds()), "ns/op")
+			b.ReportMetric(float64(n)/m.Seconds(), "delivered/s")
+			b.ReportMetric(r.Mallocs, "server-allocs/delivered")
 		})
 	}
 }

@@ -2,7 +2,7 @@
 // dials and upgrades connections, wraps the net.Conn gws reads and writes
 // through, repairs the close frames gws gets wrong, recovers the panics gws
 // does not, and classifies how a connection ended. Nothing else in the
-// library imports gws; transport_test.go pins every gws behaviour relied on.
+// library imports gws; gws_pin_test.go pins every gws behaviour relied on.
 package transport
 
 import (
@@ -76,8 +76,21 @@ type handler struct{}
 
 func connOf(c *gws.Conn) *Conn { return c.Session().(*slot).c }
 
-func (handler) OnOpen(*gws.Conn)               {}
-func (handler) OnClose(c *gws.Conn, err error) { connOf(c).ev.OnClose(err) }
+func (handler) OnOpen(*gws.Conn) {}
+func (handler) OnClose(c *gws.Conn, err error) {
+	cc := connOf(c)
+	if code := cc.nc.refused.Load(); code != 0 {
+		// gws refused a compressed frame and hands over only the
+		// inflater's error, which for a stream cut short is
+		// io.ErrUnexpectedEOF, the same as a socket that ended mid-frame.
+		var ce *gws.CloseError
+		if !errors.As(err, &ce) {
+			err = &inflateRefused{code: uint16(code), err: err}
+		}
+	}
+	cc.ev.OnClose(err)
+}
+
 func (handler) OnPing(c *gws.Conn, p []byte) {
 	cc := connOf(c)
 	cc.nc.frameDone()
@@ -93,6 +106,17 @@ func (handler) OnMessage(c *gws.Conn, m *gws.Message) {
 	cc.nc.frameDone()
 	cc.ev.OnMessage(m)
 }
+
+// inflateRefused is the error of a compressed frame gws refused, with the
+// close code sent for it (after fixInflateClose).
+type inflateRefused struct {
+	code uint16
+	err  error
+}
+
+func (e *inflateRefused) Error() string  { return e.err.Error() }
+func (e *inflateRefused) Unwrap() error  { return e.err }
+func (e *inflateRefused) Uint16() uint16 { return e.code }
 
 // logger forwards gws's own error logs (recovered panics) to slog.
 type logger struct{ l *slog.Logger }

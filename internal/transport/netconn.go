@@ -44,6 +44,10 @@ type netConn struct {
 
 	closeSent atomic.Bool // a close frame of this side's own went out
 
+	// refused is the code of a close frame gws wrote with the inflater's
+	// 1011 and fixInflateClose corrected (1007 or 1009), 0 if none.
+	refused atomic.Uint32
+
 	// wmu serializes whole frames: gws's writes (close frames, and every
 	// frame with compression on) come through Write, the library's own
 	// batches through Conn.WriteFrames.
@@ -92,7 +96,9 @@ func (c *netConn) Write(p []byte) (int, error) {
 		}
 	}
 	if len(p) > 4 && p[0] == 0x88 { // FIN + close opcode, a whole frame in one write
-		fixInflateClose(p)
+		if code := fixInflateClose(p); code != 0 {
+			c.refused.Store(uint32(code))
+		}
 	}
 	n, err := c.Conn.Write(p)
 	c.tx.Add(uint64(n))
@@ -101,21 +107,22 @@ func (c *netConn) Write(p []byte) (int, error) {
 
 // fixInflateClose rewrites, in place, a close frame carrying 1011 with one of
 // the inflater's texts to carry 1009 (gws's overflow text) or 1007 (a corrupt
-// or truncated deflate stream).
-func fixInflateClose(p []byte) {
+// or truncated deflate stream), and returns the new code (0 when p is left
+// as it was).
+func fixInflateClose(p []byte) uint16 {
 	n := int(p[1] & 0x7f)
 	masked := p[1]&0x80 != 0
 	off := 2
 	var key [4]byte
 	if masked {
 		if len(p) < 6 {
-			return
+			return 0
 		}
 		copy(key[:], p[2:6])
 		off = 6
 	}
 	if n > 125 || n < 2 || len(p) != off+n {
-		return
+		return 0
 	}
 	var payload [125]byte
 	copy(payload[:n], p[off:])
@@ -125,7 +132,7 @@ func fixInflateClose(p []byte) {
 		}
 	}
 	if binary.BigEndian.Uint16(payload[:2]) != 1011 {
-		return
+		return 0
 	}
 	var code uint16
 	switch text := payload[2:n]; {
@@ -134,7 +141,7 @@ func fixInflateClose(p []byte) {
 	case bytes.HasPrefix(text, []byte(flateErrPrefix)), bytes.Equal(text, []byte("unexpected EOF")):
 		code = 1007
 	default:
-		return
+		return 0
 	}
 	binary.BigEndian.PutUint16(payload[:2], code)
 	if masked {
@@ -143,4 +150,5 @@ func fixInflateClose(p []byte) {
 		}
 	}
 	copy(p[off:off+2], payload[:2])
+	return code
 }

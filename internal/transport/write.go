@@ -49,10 +49,10 @@ func (c *Conn) WriteFrames(fs []Frame) error {
 	c.nc.wmu.Lock()
 	defer c.nc.wmu.Unlock()
 	if _, ok := c.nc.Conn.(*net.TCPConn); ok {
-		// writev. WriteTo consumes the Buffers it is called on; a field of
-		// the Conn, unlike a local, does not escape to the heap per write.
+		// A field, not a local: a local net.Buffers escapes through
+		// WriteTo, one allocation per write.
 		c.nb = bufs
-		n, err := c.nb.WriteTo(c.nc.Conn)
+		n, err := c.nb.WriteTo(c.nc.Conn) // writev; consumes c.nb
 		c.nb = nil
 		c.nc.tx.Add(uint64(n))
 		clear(bufs)

@@ -35,6 +35,9 @@ type options struct {
 	kinds              map[string]bool
 	skip               map[string]bool
 	bcN, bcReps, bcRnd int
+	grpN, grpG         int
+	grpReps, grpRnd    int
+	receivers          []bool // false: each contender's own clients; true: gws clients for all
 	idleN              int
 	idleHold           time.Duration
 	idleHeap           string
@@ -62,11 +65,16 @@ func main() {
 	if !o.skip["ff"] {
 		check(runFF(out, o))
 	}
-	if !o.skip["bc"] || !o.skip["idle"] {
+	if !o.skip["bc"] || !o.skip["grp"] || !o.skip["idle"] {
 		child, err := harness.StartChild()
 		check(err)
-		if !o.skip["bc"] {
-			check(runBroadcast(out, o, child))
+		for _, raw := range o.receivers {
+			if !o.skip["bc"] {
+				check(runBroadcast(out, o, child, raw))
+			}
+			if !o.skip["grp"] {
+				check(runGroups(out, o, child, raw))
+			}
 		}
 		if !o.skip["idle"] {
 			check(runIdle(out, o, child))
@@ -85,10 +93,15 @@ func parseFlags() *options {
 	sizes := flag.String("sizes", "128,4096", "body sizes in bytes")
 	shapes := flag.String("shapes", "16x1,1x16,1000x1", "round-trip shapes, CONNSxINFLIGHT")
 	kinds := flag.String("kinds", "", "only these contenders (comma-separated; default all)")
-	skip := flag.String("skip", "", "skip parts: rr,ff,bc,idle")
+	skip := flag.String("skip", "", "skip parts: rr,ff,bc,grp,idle")
 	flag.IntVar(&o.bcN, "broadcast-n", 10000, "sessions for the broadcast shape")
 	flag.IntVar(&o.bcReps, "broadcast-reps", 5, "timed broadcasts per round")
 	flag.IntVar(&o.bcRnd, "broadcast-rounds", 3, "broadcast rounds per contender (each reconnects)")
+	flag.IntVar(&o.grpN, "groups-n", 10000, "sessions for the group shape")
+	flag.IntVar(&o.grpG, "groups", 100, "groups the sessions are spread over")
+	flag.IntVar(&o.grpReps, "groups-reps", 10, "timed rounds of one broadcast per group, per contender round")
+	flag.IntVar(&o.grpRnd, "groups-rounds", 3, "group rounds per contender (each reconnects)")
+	receivers := flag.String("receivers", "own,gws", "broadcast and group shapes: receive with each contender's own clients (own), with gws clients for all (gws), or both")
 	flag.IntVar(&o.idleN, "idle-n", 10000, "sessions for the idle-memory shape")
 	flag.DurationVar(&o.idleHold, "idle-hold", 7*time.Second, "how long sessions idle before memory is read (heartbeat interval is 5 s)")
 	flag.StringVar(&o.idleHeap, "idle-heapprofile", "", "write the server's heap profile with netmsg's idle sessions connected to this file")
@@ -96,6 +109,7 @@ func parseFlags() *options {
 	if *quick {
 		o.rounds, o.warm, o.dur = 2, 100*time.Millisecond, 300*time.Millisecond
 		o.bcN, o.bcReps, o.bcRnd, o.idleN, o.idleHold = 200, 2, 1, 200, time.Second
+		o.grpN, o.grpG, o.grpReps, o.grpRnd = 200, 10, 2, 1
 	}
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -111,6 +125,25 @@ func parseFlags() *options {
 		}
 		o.shapes = append(o.shapes, sh)
 	}
+	for r := range set(*receivers) {
+		switch r {
+		case "own":
+			o.receivers = append(o.receivers, false)
+		case "gws":
+			o.receivers = append(o.receivers, true)
+		default:
+			check(fmt.Errorf("-receivers: %q is neither own nor gws", r))
+		}
+	}
+	slices.SortFunc(o.receivers, func(a, b bool) int { // own first
+		switch {
+		case a == b:
+			return 0
+		case b:
+			return -1
+		}
+		return 1
+	})
 	o.kinds = set(*kinds)
 	o.skip = set(*skip)
 	return o
@@ -292,18 +325,30 @@ func runFF(out io.Writer, o *options) error {
 	return nil
 }
 
-func runBroadcast(out io.Writer, o *options, child *harness.Child) error {
+// receiversText says who receives in the broadcast and group shapes.
+func receiversText(raw bool) (title, text string) {
+	if raw {
+		return " (gws clients receive)", "Every contender's messages are received by the same gws clients in the child (they offer netmsg's subprotocol and count frames without decoding), so the time is the server's fan-out and the sockets."
+	}
+	return "", "Each contender's messages are received by its own clients in the child (netmsg clients decode and hand each message to a handler)."
+}
+
+func runBroadcast(out io.Writer, o *options, child *harness.Child, raw bool) error {
 	kinds := o.filter(harness.BroadcastKinds)
-	fmt.Fprintf(out, "## Broadcast of one 128 B message to %d sessions\n\n", o.bcN)
+	if raw {
+		kinds = o.filter(harness.GroupKinds) // arpc has no WebSocket clients
+	}
+	title, text := receiversText(raw)
+	fmt.Fprintf(out, "## Broadcast of one 128 B message to %d sessions%s\n\n%s ", o.bcN, title, text)
 	fmt.Fprintf(out, "Time from the Broadcast call until the client process has counted all %d copies; median of %d rounds × %d broadcasts (each round reconnects; contenders alternated). Clients in a child process. Allocations: server process only, per broadcast. gRPC has no broadcast.\n\n", o.bcN, o.bcRnd, o.bcReps)
-	fmt.Fprintf(out, "| contender | median | min | max | × raw gws | server allocs/broadcast | server B/broadcast |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(out, "| contender | median | min | max | × raw gws | delivered/s | server allocs/broadcast | allocs/delivered | server B/broadcast |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	times := map[string][]time.Duration{}
 	allocs := map[string][]float64{}
 	bts := map[string][]float64{}
 	for r := range o.bcRnd {
 		for _, k := range order(kinds, r) {
 			t := time.Now()
-			res, err := harness.RunBroadcast(child, k, o.bcN, 128, o.bcReps)
+			res, err := harness.RunBroadcast(child, k, o.bcN, 128, o.bcReps, raw)
 			if err != nil {
 				return fmt.Errorf("broadcast %s: %w", k, err)
 			}
@@ -313,14 +358,49 @@ func runBroadcast(out io.Writer, o *options, child *harness.Child) error {
 			logf("broadcast round %d %-12s median %v (round took %v)", r+1, k, harness.Median(slices.Clone(res.Times)), time.Since(t).Round(time.Millisecond))
 		}
 	}
-	raw := harness.Median(slices.Clone(times[harness.GWSRaw]))
+	base := harness.Median(slices.Clone(times[harness.GWSRaw]))
 	for _, k := range kinds {
 		ts := times[k]
 		m := harness.Median(ts)
-		fmt.Fprintf(out, "| %s | %s | %s | %s | %.2f | %.0f | %s |\n", k, dur(m), dur(slices.Min(ts)), dur(slices.Max(ts)),
-			float64(raw)/float64(m), medianF(allocs[k]), bytes(medianF(bts[k])))
+		fmt.Fprintf(out, "| %s | %s | %s | %s | %.2f | %s | %.0f | %.2f | %s |\n", k, dur(m), dur(slices.Min(ts)), dur(slices.Max(ts)),
+			float64(base)/float64(m), kilo(float64(o.bcN)/m.Seconds()), medianF(allocs[k]), medianF(allocs[k])/float64(o.bcN), bytes(medianF(bts[k])))
 	}
 	fmt.Fprintf(out, "\n(× raw gws here is raw time / contender time: below 1 means slower.)\n\n")
+	return nil
+}
+
+func runGroups(out io.Writer, o *options, child *harness.Child, raw bool) error {
+	kinds := o.filter(harness.GroupKinds)
+	title, text := receiversText(raw)
+	fmt.Fprintf(out, "## Group broadcast: %d sessions in %d groups, one 128 B message to each group%s\n\n%s ", o.grpN, o.grpG, title, text)
+	fmt.Fprintf(out, "One round is %d broadcast calls, one per group (%d deliveries), timed from the first call until the client process has counted all %d copies; median of %d rounds × %d timed rounds (each round reconnects; contenders alternated). delivered/s is deliveries over that time. gws-raw keeps its connections in one slice per group and runs gws's own Broadcaster (gws.NewBroadcaster) over each. Clients in a child process. Allocations: server process only, per delivered message.\n\n",
+		o.grpG, o.grpN, o.grpN, o.grpRnd, o.grpReps)
+	fmt.Fprintf(out, "| contender | median (last member has it) | min | max | × raw gws | delivered/s | server allocs/delivered | server B/delivered |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	times := map[string][]time.Duration{}
+	allocs := map[string][]float64{}
+	bts := map[string][]float64{}
+	for r := range o.grpRnd {
+		for _, k := range order(kinds, r) {
+			t := time.Now()
+			res, err := harness.RunGroups(child, k, o.grpN, o.grpG, 128, o.grpReps, raw)
+			if err != nil {
+				return fmt.Errorf("groups %s: %w", k, err)
+			}
+			times[k] = append(times[k], res.Times...)
+			allocs[k] = append(allocs[k], res.Mallocs)
+			bts[k] = append(bts[k], res.Bytes)
+			logf("groups round %d %-12s median %v, %.2f allocs/delivered (round took %v)", r+1, k,
+				harness.Median(slices.Clone(res.Times)), res.Mallocs, time.Since(t).Round(time.Millisecond))
+		}
+	}
+	base := harness.Median(slices.Clone(times[harness.GWSRaw]))
+	for _, k := range kinds {
+		ts := times[k]
+		m := harness.Median(ts)
+		fmt.Fprintf(out, "| %s | %s | %s | %s | %.2f | %s | %.2f | %s |\n", k, dur(m), dur(slices.Min(ts)), dur(slices.Max(ts)),
+			float64(base)/float64(m), kilo(float64(o.grpN)/m.Seconds()), medianF(allocs[k]), bytes(medianF(bts[k])))
+	}
+	fmt.Fprintf(out, "\n(× raw gws is raw time / contender time: below 1 means slower.)\n\n")
 	return nil
 }
 

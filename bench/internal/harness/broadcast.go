@@ -72,9 +72,10 @@ func startServer(kind string, size int) (*server, error) {
 	return nil, fmt.Errorf("harness: no server for %q", kind)
 }
 
-// connect has the child dial n clients and waits until the server counts them.
-func (s *server) connect(c *Child, kind string, n int) error {
-	if _, err := c.Do(fmt.Sprintf("dial %s %s %d", kind, s.addr, n), 5*time.Minute); err != nil {
+// connect has the child dial n clients and waits until the server counts
+// them. With raw, the clients of a netmsg server are gws clients (RawClient).
+func (s *server) connect(c *Child, kind string, n int, raw bool) error {
+	if _, err := c.Do(fmt.Sprintf("dial %s %s %d", childKind(kind, raw), s.addr, n), 5*time.Minute); err != nil {
 		return err
 	}
 	if s.count == nil {
@@ -97,17 +98,26 @@ type BroadcastResult struct {
 	Bytes   float64
 }
 
+// childKind is what the child dials for contender kind.
+func childKind(kind string, raw bool) string {
+	if raw && kind != GWSRaw {
+		return RawClient + kind
+	}
+	return kind
+}
+
 // RunBroadcast connects n clients in the child, broadcasts one message of
 // size bytes once to warm up and then reps times, timing each until every
-// client has received it, and disconnects.
-func RunBroadcast(c *Child, kind string, n, size, reps int) (*BroadcastResult, error) {
+// client has received it, and disconnects. With raw, netmsg's clients are
+// gws clients that count frames (RawClient).
+func RunBroadcast(c *Child, kind string, n, size, reps int, raw bool) (*BroadcastResult, error) {
 	s, err := startServer(kind, size)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
 	defer func() { _, _ = c.Do("close", 5*time.Minute) }()
-	if err := s.connect(c, kind, n); err != nil {
+	if err := s.connect(c, kind, n, raw); err != nil {
 		return nil, err
 	}
 	one := func() (time.Duration, error) {
@@ -172,7 +182,7 @@ func RunIdle(c *Child, kind string, n int, hold time.Duration) (*IdleResult, err
 	if err != nil {
 		return nil, err
 	}
-	if err := s.connect(c, kind, n); err != nil {
+	if err := s.connect(c, kind, n, false); err != nil {
 		return nil, err
 	}
 	time.Sleep(hold)

@@ -20,7 +20,13 @@ import (
 	"github.com/lxzan/gws"
 	"github.com/netmsg/netmsg"
 	"github.com/netmsg/netmsg/bench/internal/benchpb"
+	"github.com/netmsg/netmsg/serializer"
 )
+
+// RawClient prefixed to a netmsg contender's name has the child dial gws
+// clients instead of netmsg clients: the server's fan-out is then timed
+// with the same receivers for every contender.
+const RawClient = "raw:"
 
 // The broadcast and idle-memory shapes hold 10,000 connections. Both ends in
 // one process would need 20,000 descriptors, over this machine's hard limit,
@@ -90,10 +96,16 @@ func (h childGWS) OnMessage(_ *gws.Conn, m *gws.Message) {
 
 func (c *childClients) dial(kind, addr string, n int) error {
 	switch kind {
-	case GWSRaw:
+	case GWSRaw, RawClient + NetmsgJSON, RawClient + NetmsgProto:
+		// gws clients; against a netmsg server they offer its subprotocol
+		// and count its frames without decoding them.
+		var proto []string
+		if kind != GWSRaw {
+			proto = []string{serializer.Subprotocol(serializerFor(kind[len(RawClient):]))}
+		}
 		conns := make([]*gws.Conn, n)
 		err := parallel(n, func(i int) (err error) {
-			conns[i], err = dialGWS(addr, childGWS{cc: c}, &c.wg)
+			conns[i], err = dialGWS(addr, childGWS{cc: c}, &c.wg, proto...)
 			return err
 		})
 		c.closes = append(c.closes, func() {

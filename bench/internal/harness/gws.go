@@ -101,13 +101,17 @@ func (s *gwsServer) Close() {
 }
 
 // dialGWS connects a gws client with handler h and starts its read loop.
-func dialGWS(url string, h gws.Event, wg *sync.WaitGroup) (*gws.Conn, error) {
-	c, _, err := gws.NewClient(h, &gws.ClientOption{
+func dialGWS(url string, h gws.Event, wg *sync.WaitGroup, subprotocol ...string) (*gws.Conn, error) {
+	opt := &gws.ClientOption{
 		Addr:               url,
 		ReadMaxPayloadSize: 1 << 20,
 		Recovery:           gws.Recovery,
 		HandshakeTimeout:   30 * time.Second,
-	})
+	}
+	if len(subprotocol) > 0 {
+		opt.RequestHeader = http.Header{"Sec-WebSocket-Protocol": subprotocol}
+	}
+	c, _, err := gws.NewClient(h, opt)
 	if err != nil {
 		return nil, err
 	}
