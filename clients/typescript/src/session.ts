@@ -285,7 +285,7 @@ export class Session {
     let frame: Uint8Array;
     const id = ++this.#nextId;
     try {
-      const timeoutMs = deadline === undefined ? 0 : Math.max(1, Math.floor(deadline - Date.now()));
+      const timeoutMs = deadline === undefined ? 0 : Math.min(Math.max(1, Math.floor(deadline - Date.now())), Number.MAX_SAFE_INTEGER);
       frame = encodeEnvelope({ kind: Kind.Request, id, type: name, payload: encodeJSON(req), timeoutMs, metadata });
       this.#checkSize(frame);
     } catch (err) {
