@@ -14,6 +14,7 @@ import {
   type Stats,
   timeoutError,
 } from "./session.js";
+import { after, at, type Cancel } from "./timers.js";
 import { resolveWebSocket, type WebSocketConstructor } from "./transport.js";
 
 /** The state of a client's connection, as Go's ConnState names it. */
@@ -43,6 +44,13 @@ export interface ClientOptions {
   disconnectTimeout?: number;
   /** The largest envelope, in bytes, sent or accepted. Default 1 MiB. */
   maxMessageSize?: number;
+  /**
+   * Bounds, in bytes, what waits on each side: envelopes sent but not yet
+   * taken by the network (the WebSocket's bufferedAmount) and the server's
+   * envelopes waiting for a handler. Past it the connection is closed with
+   * CloseReason.SlowConsumer. Default 4 MiB.
+   */
+  maxQueuedBytes?: number;
   /** How many of the server's messages and requests are handled at once. Default 1: in arrival order. */
   concurrency?: number;
   /**
@@ -127,6 +135,7 @@ export class Client {
       receiveTimeout: options.receiveTimeout ?? 15_000,
       disconnectTimeout: options.disconnectTimeout ?? 3_000,
       maxMessageSize: options.maxMessageSize ?? 1 << 20,
+      maxQueuedBytes: options.maxQueuedBytes ?? 4 << 20,
       concurrency: Math.max(1, options.concurrency ?? 1),
       handlers: this.#handlers,
       stats: this.stats,
@@ -451,16 +460,15 @@ async function raceWait(name: string, p: Promise<unknown>, deadline: number | un
     await p;
     return;
   }
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timer: Cancel | undefined;
   let onAbort: (() => void) | undefined;
   try {
     await Promise.race([
       p,
       new Promise<never>((_, reject) => {
         if (deadline !== undefined) {
-          timer = setTimeout(
-            () => reject(new NotConnectedError("no connection before the deadline", Code.DeadlineExceeded, { cause: timeoutError(name) })),
-            Math.max(0, deadline - Date.now()),
+          timer = at(deadline, () =>
+            reject(new NotConnectedError("no connection before the deadline", Code.DeadlineExceeded, { cause: timeoutError(name) })),
           );
         }
         if (signal) {
@@ -473,7 +481,7 @@ async function raceWait(name: string, p: Promise<unknown>, deadline: number | un
       }),
     ]);
   } finally {
-    if (timer !== undefined) clearTimeout(timer);
+    timer?.();
     if (onAbort) signal?.removeEventListener("abort", onAbort);
   }
 }
@@ -486,13 +494,13 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
       return;
     }
     const onAbort = () => {
-      clearTimeout(timer);
+      cancel();
       reject(signal.reason);
     };
-    const timer = setTimeout(() => {
+    const cancel = after(ms, () => {
       signal.removeEventListener("abort", onAbort);
       resolve();
-    }, ms);
+    });
     signal.addEventListener("abort", onAbort, { once: true });
   });
 }
