@@ -152,7 +152,13 @@ func (s *Session) deliver(in *inbound) {
 // deadline is not zero, the deadline passes. The returned inbound holds the
 // response payload; the caller recycles it.
 func (s *Session) call(ctx context.Context, req any, deadline time.Time) (*inbound, error) {
-	name := TypeName(req)
+	return s.callNamed(ctx, TypeName(req), req, outgoingMetadata(ctx), deadline)
+}
+
+// callNamed is call with the type name and metadata given: req may be a
+// rawPayload, already encoded with the session's serializer (a request
+// another node of the cluster forwards).
+func (s *Session) callNamed(ctx context.Context, name string, req any, md map[string]string, deadline time.Time) (*inbound, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, callError(err, name) // over before it began: send nothing
 	}
@@ -174,7 +180,7 @@ func (s *Session) call(ctx context.Context, req any, deadline time.Time) (*inbou
 		return nil, ce
 	}
 
-	f, err := s.encode(wire.KindRequest, id, name, req, timeoutMs, outgoingMetadata(ctx))
+	f, err := s.encode(wire.KindRequest, id, name, req, timeoutMs, md)
 	if err == nil {
 		err = s.out.push(f)
 	}

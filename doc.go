@@ -19,7 +19,9 @@
 // [AddRequestHandler] and [AddMessageHandler], and send from either with
 // [SendRequest] (a request and its typed response) and Send (a one-way
 // message): a [Client] sends to its server, a [Session] to the peer of one
-// connection, and [Server.Broadcast] to every connected client.
+// connection, and [Server.Broadcast] to every connected client. A [Group]
+// ([Server.Group]) is a named set of sessions, a room, to broadcast to; a
+// [Key] ([NewKey]) keeps a typed value in each session.
 //
 // A handler's error reaches the caller as an [*Error] with a [Code]; a closed
 // connection is described by a [*CloseError] and its [CloseReason]. Clients
@@ -30,6 +32,7 @@
 //
 // Run the demo first, go run ./examples/typesafe, and read its source in
 // examples/typesafe: it shows requests, messages both ways, a request from
-// the server to the client, errors, timeouts and a reconnect. The README
+// the server to the client, errors, timeouts and a reconnect;
+// examples/gameroom is a room server built on groups and keys. The README
 // describes the semantics in full: https://github.com/netmsg/netmsg.
 package netmsg

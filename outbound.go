@@ -50,6 +50,10 @@ func (f *frame) release() {
 
 var payloadPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
+// rawPayload is a value already encoded with the session's serializer
+// (what another node of a cluster sends): encodeFrame copies it as it is.
+type rawPayload []byte
+
 func encodeFrame(ser serializer.Serializer, limit int, kind wire.Kind, id uint64, name string, v any, timeoutMs uint64, md map[string]string) (*frame, error) {
 	if len(md) > wire.MaxMetadataEntries {
 		return nil, fmt.Errorf("netmsg: cannot send %s with %d metadata entries: at most %d", name, len(md), wire.MaxMetadataEntries)
@@ -57,7 +61,9 @@ func encodeFrame(ser serializer.Serializer, limit int, kind wire.Kind, id uint64
 	var payload []byte
 	var pb *[]byte
 	var err error
-	if am, ok := ser.(serializer.AppendMarshaler); ok {
+	if raw, ok := v.(rawPayload); ok {
+		payload = raw
+	} else if am, ok := ser.(serializer.AppendMarshaler); ok {
 		pb = payloadPool.Get().(*[]byte)
 		payload, err = am.MarshalAppend((*pb)[:0], v)
 	} else {

@@ -44,6 +44,8 @@ type Server struct {
 	shutdownOnce sync.Once
 	shutdownErr  error
 	shutdownDone chan struct{}
+
+	node *node // with WithBroker: this server's part in the cluster
 }
 
 // NewServer returns a server configured by opts.
@@ -72,6 +74,9 @@ func NewServer(opts ...ServerOption) *Server {
 		}
 	}
 	srv.upgrader = transport.NewUpgrader(srv.cfg.transportOptions(), srv.protos, srv.cfg.handshakeTimeout)
+	if srv.cfg.broker != nil {
+		srv.node = newNode(srv, srv.cfg.broker)
+	}
 	return srv
 }
 
@@ -137,7 +142,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	id := newSessionID()
+	id := srv.newSessionID()
 	conn, err := srv.upgrader.Upgrade(w, r, id)
 	if err != nil {
 		srv.cfg.logger.Debug("netmsg: upgrade failed", "remote", r.RemoteAddr, "err", err)
@@ -222,6 +227,15 @@ func (srv *Server) originAllowed(r *http.Request) bool {
 	return false
 }
 
+// newSessionID returns the id of a new session: in a cluster it names the
+// node, so that other nodes find the session.
+func (srv *Server) newSessionID() string {
+	if srv.node != nil {
+		return srv.node.sessionID()
+	}
+	return newSessionID()
+}
+
 // sessionDetached is the server's bookkeeping for a session whose
 // connection has ended: it is no longer one of the server's sessions, nor a
 // member of any group.
@@ -229,7 +243,12 @@ func (srv *Server) sessionDetached(s *Session, _ *CloseError) {
 	srv.mu.Lock()
 	delete(srv.sessions, s.id)
 	srv.mu.Unlock()
-	srv.groups.leaveAll(s)
+	emptied := srv.groups.leaveAll(s, nil)
+	if srv.node != nil {
+		for _, name := range emptied {
+			srv.node.groupEmptied(name)
+		}
+	}
 }
 
 // sessionClosed reports a closed session once its drain is over, on its
@@ -352,6 +371,10 @@ func (srv *Server) shutdown(ctx context.Context) error {
 	srv.ep.draining.Store(true)
 	https := srv.https
 	srv.mu.Unlock()
+	if srv.node != nil {
+		// Other nodes get "no session" for this node's sessions from now on.
+		srv.node.close()
+	}
 	for _, hs := range https {
 		_ = hs.Close() // listeners and idle HTTP connections; hijacked ones are ours
 	}

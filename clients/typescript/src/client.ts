@@ -43,6 +43,13 @@ export interface ClientOptions {
   disconnectTimeout?: number;
   /** The largest envelope, in bytes, sent or accepted. Default 1 MiB. */
   maxMessageSize?: number;
+  /**
+   * Bounds, in bytes, what waits on each side: envelopes sent but not yet
+   * taken by the network (the WebSocket's bufferedAmount) and the server's
+   * envelopes waiting for a handler. Past it the connection is closed with
+   * CloseReason.SlowConsumer. Default 4 MiB.
+   */
+  maxQueuedBytes?: number;
   /** How many of the server's messages and requests are handled at once. Default 1: in arrival order. */
   concurrency?: number;
   /**
@@ -127,6 +134,7 @@ export class Client {
       receiveTimeout: options.receiveTimeout ?? 15_000,
       disconnectTimeout: options.disconnectTimeout ?? 3_000,
       maxMessageSize: options.maxMessageSize ?? 1 << 20,
+      maxQueuedBytes: options.maxQueuedBytes ?? 4 << 20,
       concurrency: Math.max(1, options.concurrency ?? 1),
       handlers: this.#handlers,
       stats: this.stats,

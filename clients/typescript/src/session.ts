@@ -9,11 +9,12 @@ import {
   CloseReason,
   closeReasonForCode,
   Code,
-  isAbortReason,
   isTimeoutReason,
   NetmsgError,
 } from "./errors.js";
-import type { HandlerContext, Handlers } from "./handlers.js";
+import type { Handlers } from "./handlers.js";
+import { Inbox } from "./inbox.js";
+import { decodeJSON, encodeJSON } from "./json.js";
 import {
   closeSocket,
   offeredSubprotocols,
@@ -82,6 +83,7 @@ export interface SessionConfig {
   receiveTimeout: number;
   disconnectTimeout: number;
   maxMessageSize: number;
+  maxQueuedBytes: number;
   concurrency: number;
   handlers: Handlers;
   stats: Stats;
@@ -96,32 +98,8 @@ interface PendingCall {
   done: () => void; // clears the call's timer and signal listener
 }
 
-interface InflightRequest {
-  ctl: AbortController;
-  timer: ReturnType<typeof setTimeout> | undefined;
-}
-
-interface Inbound {
-  env: Envelope;
-  req?: InflightRequest;
-}
 
 type CloseMode = "graceful" | "drop" | "ended";
-
-const encoder = new TextEncoder();
-// As Go's encoding/json does, invalid UTF-8 in a payload becomes U+FFFD.
-const decoder = new TextDecoder("utf-8");
-
-/** Encodes a payload as JSON bytes. */
-export function encodeJSON(v: unknown): Uint8Array {
-  const text = JSON.stringify(v === undefined ? null : v);
-  return encoder.encode(text);
-}
-
-/** Decodes a JSON payload; throws on anything that is no JSON text. */
-export function decodeJSON(b: Uint8Array): unknown {
-  return JSON.parse(decoder.decode(b));
-}
 
 /** How many unanswered PINGs a session times; older ones are forgotten. */
 const maxPingsOut = 8;
@@ -154,9 +132,7 @@ export class Session {
   readonly #pending = new Map<Id, PendingCall>();
   readonly #abandoned = new Set<Id>();
 
-  readonly #inflight = new Map<Id, InflightRequest>();
-  readonly #queue: Inbound[] = [];
-  #running = 0;
+  readonly #inbox: Inbox;
 
   #lastRx = Date.now();
   #tick: ReturnType<typeof setInterval> | undefined;
@@ -171,6 +147,18 @@ export class Session {
     this.protocol = ws.protocol;
     this.pings = ws.protocol.startsWith(subprotocolV2);
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+    this.#inbox = new Inbox({
+      session: this,
+      handlers: cfg.handlers,
+      stats: cfg.stats,
+      concurrency: cfg.concurrency,
+      maxQueuedBytes: cfg.maxQueuedBytes,
+      closingSignal: this.#lifetime.signal,
+      onError: cfg.onError,
+      onUnhandled: cfg.onUnhandled,
+      reply: (e) => this.#reply(e),
+      close: (ce) => this.closeWith(ce, "drop"),
+    });
     ws.onmessage = (ev) => this.#onFrame(ev.data);
     ws.onclose = (ev) => this.#onSocketClose(ev.code, ev.reason);
     ws.onerror = () => {}; // the close event follows and says how it ended
@@ -318,7 +306,7 @@ export class Session {
       signal?.addEventListener("abort", onAbort, { once: true });
       this.#pending.set(id, call);
       try {
-        this.#ws.send(frame);
+        this.#push(frame);
       } catch (err) {
         this.#pending.delete(id);
         call.done();
@@ -356,10 +344,7 @@ export class Session {
       c.done();
       c.reject(ce);
     }
-    for (const r of this.#inflight.values()) {
-      if (r.timer !== undefined) clearTimeout(r.timer);
-      r.ctl.abort(ce);
-    }
+    this.#inbox.close(ce);
     this.#lifetime.abort(ce); // the signal of message handlers
     switch (mode) {
       case "graceful":
@@ -396,6 +381,22 @@ export class Session {
   #write(frame: Uint8Array): void {
     this.#checkSize(frame);
     if (this.#ws.readyState !== OPEN) throw this.#cause ?? new CloseError(CloseReason.NetworkError, 1006, "socket not open", false);
+    this.#push(frame);
+  }
+
+  /**
+   * Hands a frame to the WebSocket. The WebSocket API has no backpressure:
+   * what the server does not read piles up in bufferedAmount, so a session
+   * whose unsent bytes would pass maxQueuedBytes is closed as a slow
+   * consumer (and the CloseError thrown), as the Go side closes a peer that
+   * stops reading.
+   */
+  #push(frame: Uint8Array): void {
+    if (this.#ws.bufferedAmount + frame.length > this.#cfg.maxQueuedBytes) {
+      const ce = new CloseError(CloseReason.SlowConsumer, 1013, "outbound queue full", false);
+      this.closeWith(ce, "drop");
+      throw ce;
+    }
     this.#ws.send(frame);
   }
 
@@ -411,7 +412,11 @@ export class Session {
       this.#cfg.onError(new MessageTooLargeError(frame.length, this.#cfg.maxMessageSize));
       frame = encodeEnvelope({ kind: Kind.Error, id: e.id, error: { code: Code.Internal, message: "internal error" } });
     }
-    this.#ws.send(frame);
+    try {
+      this.#push(frame);
+    } catch {
+      // The session closed as a slow consumer; its CloseError tells why.
+    }
   }
 
   // ---- inbound ----
@@ -444,15 +449,9 @@ export class Session {
       case Kind.Error:
         this.#deliver(env);
         return;
-      case Kind.Cancel: {
-        const r = this.#inflight.get(env.id);
-        if (r) {
-          this.#inflight.delete(env.id);
-          if (r.timer !== undefined) clearTimeout(r.timer);
-          r.ctl.abort(new DOMException("the caller canceled the request", "AbortError"));
-        }
+      case Kind.Cancel:
+        this.#inbox.cancel(env.id);
         return;
-      }
       case Kind.Ping:
         this.#reply({ kind: Kind.Pong, id: env.id, payload: env.payload });
         return;
@@ -465,18 +464,21 @@ export class Session {
         return;
       }
       case Kind.Message:
-        if (this.#cause) return; // arrived after the close began
-        this.#enqueue({ env });
+        this.#inbox.message(env);
         return;
       case Kind.Request:
-        this.#acceptRequest(env);
+        if (env.id === 0) {
+          this.#protocolError("a REQUEST with id 0", "request id 0");
+          return;
+        }
+        this.#inbox.request(env);
         return;
     }
   }
 
-  #protocolError(detail: string): void {
+  #protocolError(detail: string, text = "malformed envelope"): void {
     this.#cfg.onError(new Error("netmsg: protocol error: " + detail));
-    this.closeWith(new CloseError(CloseReason.ProtocolError, 1002, "malformed envelope", false), "drop");
+    this.closeWith(new CloseError(CloseReason.ProtocolError, 1002, text, false), "drop");
   }
 
   #deliver(env: Envelope): void {
@@ -512,138 +514,6 @@ export class Session {
     }
     this.#reply({ kind: Kind.Cancel, id });
     c.reject(err);
-  }
-
-  #acceptRequest(env: Envelope): void {
-    if (env.id === 0) {
-      this.#protocolError("a REQUEST with id 0");
-      return;
-    }
-    if (this.#cause) {
-      this.#cfg.stats.droppedInbound++;
-      return;
-    }
-    if (this.#inflight.has(env.id)) {
-      this.#reply({ kind: Kind.Error, id: env.id, error: { code: Code.AlreadyExists, message: `request id ${env.id} is already in flight` } });
-      return;
-    }
-    const r: InflightRequest = { ctl: new AbortController(), timer: undefined };
-    if (env.timeoutMs > 0) {
-      r.timer = setTimeout(() => r.ctl.abort(new DOMException("deadline exceeded", "TimeoutError")), env.timeoutMs);
-    }
-    this.#inflight.set(env.id, r);
-    this.#enqueue({ env, req: r });
-  }
-
-  #enqueue(item: Inbound): void {
-    this.#queue.push(item);
-    this.#pump();
-  }
-
-  /** Starts handlers, in arrival order, while fewer than concurrency run. */
-  #pump(): void {
-    while (this.#running < this.#cfg.concurrency && this.#queue.length > 0) {
-      const item = this.#queue.shift()!;
-      this.#running++;
-      void this.#handle(item).finally(() => {
-        this.#running--;
-        this.#pump();
-      });
-    }
-  }
-
-  async #handle(item: Inbound): Promise<void> {
-    const { env } = item;
-    if (item.req) {
-      await this.#handleRequest(env, item.req);
-      return;
-    }
-    const handlers = this.#cfg.handlers.message(env.type);
-    if (!handlers || handlers.length === 0) {
-      this.#cfg.stats.unhandled++;
-      this.#cfg.onUnhandled(env.type);
-      return;
-    }
-    let msg: unknown;
-    try {
-      msg = decodeJSON(env.payload);
-    } catch (err) {
-      this.#cfg.onError(new Error(`netmsg: dropped a ${env.type} message that does not decode: ${String(err)}`, { cause: err }));
-      return;
-    }
-    const ctx = this.#context(env, this.#lifetime.signal, undefined);
-    for (const h of handlers) {
-      try {
-        await h(msg, ctx);
-      } catch (err) {
-        this.#cfg.onError(err);
-      }
-    }
-  }
-
-  async #handleRequest(env: Envelope, r: InflightRequest): Promise<void> {
-    const signal = r.ctl.signal; // aborted by CANCEL, the deadline, or the close
-    if (signal.aborted) {
-      // Cancelled or timed out while queued, or the session is closing: the
-      // caller has stopped waiting (or can no longer be answered).
-      if (this.#finishRequest(env.id, r) && this.#cause) this.#cfg.stats.droppedInbound++;
-      return;
-    }
-    const h = this.#cfg.handlers.request(env.type);
-    if (!h) {
-      this.#cfg.stats.unhandled++;
-      if (this.#finishRequest(env.id, r)) {
-        this.#reply({ kind: Kind.Error, id: env.id, error: { code: Code.Unimplemented, message: "no handler for " + env.type } });
-      }
-      return;
-    }
-    let req: unknown;
-    try {
-      req = decodeJSON(env.payload);
-    } catch (err) {
-      if (this.#finishRequest(env.id, r)) {
-        this.#reply({ kind: Kind.Error, id: env.id, error: { code: Code.InvalidArgument, message: `cannot decode ${env.type}: ${String(err)}` } });
-      }
-      return;
-    }
-    const deadline = env.timeoutMs > 0 ? Date.now() + env.timeoutMs : undefined;
-    let resp: unknown;
-    let failure: { err: unknown } | undefined;
-    try {
-      resp = await h(req, this.#context(env, signal, deadline));
-    } catch (err) {
-      failure = { err };
-    }
-    if (!this.#finishRequest(env.id, r)) return; // the caller canceled: nobody waits for the answer
-    if (failure) {
-      const [code, message] = wireError(failure.err);
-      if (code === Code.Internal && !(failure.err instanceof NetmsgError)) {
-        this.#cfg.onError(failure.err);
-      }
-      this.#reply({ kind: Kind.Error, id: env.id, error: { code, message } });
-      return;
-    }
-    let payload: Uint8Array;
-    try {
-      payload = encodeJSON(resp);
-    } catch (err) {
-      this.#cfg.onError(err);
-      this.#reply({ kind: Kind.Error, id: env.id, error: { code: Code.Internal, message: "internal error" } });
-      return;
-    }
-    this.#reply({ kind: Kind.Response, id: env.id, payload });
-  }
-
-  /** Ends request id; true when it was still in flight (its caller waits). */
-  #finishRequest(id: Id, r: InflightRequest): boolean {
-    if (r.timer !== undefined) clearTimeout(r.timer);
-    if (this.#inflight.get(id) !== r) return false;
-    this.#inflight.delete(id);
-    return !this.#cause;
-  }
-
-  #context(env: Envelope, signal: AbortSignal, deadline: number | undefined): HandlerContext {
-    return { type: env.type, metadata: env.metadata, session: this, signal, deadline };
   }
 
   // ---- heartbeat ----
@@ -682,14 +552,6 @@ export class Session {
     if (this.#tick !== undefined) clearInterval(this.#tick);
     this.#tick = undefined;
   }
-}
-
-/** What a handler's thrown error is answered with, as Go's wireError maps it. */
-export function wireError(err: unknown): [Code, string] {
-  if (err instanceof NetmsgError) return [err.code, err.rawMessage];
-  if (isTimeoutReason(err)) return [Code.DeadlineExceeded, "deadline exceeded"];
-  if (isAbortReason(err)) return [Code.Canceled, "canceled"];
-  return [Code.Internal, "internal error"];
 }
 
 /** The error of a request whose deadline passed. */

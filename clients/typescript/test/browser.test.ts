@@ -48,7 +48,8 @@ test("headless Chromium: typed requests, server push, heartbeat, reconnect", { s
       "--v=0",
       page,
     ],
-    { stdio: ["ignore", "ignore", "pipe"] },
+    // Its own process group, so that the renderer and helper processes end with it.
+    { stdio: ["ignore", "ignore", "pipe"], detached: true },
   );
   let browserLog = "";
   browser.stderr!.setEncoding("utf8");
@@ -71,9 +72,14 @@ test("headless Chromium: typed requests, server push, heartbeat, reconnect", { s
     console.log("# testserver log:\n" + srv.log());
     throw err;
   } finally {
-    browser.kill("SIGKILL");
+    try {
+      process.kill(-browser.pid!, "SIGKILL");
+    } catch {
+      browser.kill("SIGKILL"); // the group is gone already
+    }
     await exited;
     await srv.stop();
-    rmSync(profile, { recursive: true, force: true });
+    // A helper process may still be writing its last files for a moment.
+    rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
   }
 });

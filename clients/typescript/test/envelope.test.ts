@@ -115,7 +115,7 @@ describe("envelope codec", () => {
     const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 16) & 0xff;
     const valid = encodeEnvelope({ kind: Kind.Error, id: 9, type: "x.Y", error: { code: 5, message: "nope" }, metadata: { k: "v" } });
     let decoded = 0;
-    for (let i = 0; i < 20_000; i++) {
+    for (let i = 0; i < 5000; i++) {
       let b: Uint8Array;
       if (i % 2 === 0) {
         b = new Uint8Array(1 + (rand() % 40));
@@ -131,7 +131,7 @@ describe("envelope codec", () => {
         assert.ok(err instanceof MalformedEnvelopeError, String(err));
       }
     }
-    assert.ok(decoded > 1000, `only ${decoded} inputs decoded`);
+    assert.ok(decoded > 250, `only ${decoded} inputs decoded`);
   });
 
   test("invalid UTF-8 in a string field decodes to U+FFFD, as the Go side accepts it", () => {

@@ -199,12 +199,12 @@ describe("heartbeat", () => {
 });
 
 describe("protocol errors", () => {
-  const cases: { name: string; send: (p: Peer) => void }[] = [
+  const cases: { name: string; send: (p: Peer) => void; text?: string }[] = [
     { name: "a malformed envelope", send: (p) => p.ws.send(new Uint8Array([0x08])) },
     { name: "kind unspecified", send: (p) => p.ws.send(new Uint8Array([0x10, 0x01])) },
     { name: "an unknown kind", send: (p) => p.ws.send(new Uint8Array([0x08, 0x09])) },
     { name: "a text frame", send: (p) => p.ws.send("hello") },
-    { name: "a REQUEST with id 0", send: (p) => p.send({ kind: Kind.Request, type: "raw.Echo", payload: enc.encode("{}") }) },
+    { name: "a REQUEST with id 0", send: (p) => p.send({ kind: Kind.Request, type: "raw.Echo", payload: enc.encode("{}") }), text: "request id 0" },
   ];
   for (const tc of cases) {
     test(`${tc.name} closes the connection with 1002 and fails pending calls`, async () => {
@@ -219,7 +219,7 @@ describe("protocol errors", () => {
       assert.equal(err.remote, false);
       const seen = await p.closed;
       assert.equal(seen.code, 1002);
-      assert.equal(seen.reason, "malformed envelope");
+      assert.equal(seen.reason, tc.text ?? "malformed envelope");
       assert.ok(errors.length >= 1);
       await until(() => closes.length === 1, 2000, "onDisconnect");
     });
@@ -240,6 +240,51 @@ describe("protocol errors", () => {
     await assert.rejects(c.request(Echo, { Text: "x".repeat(2000) }), { name: "MessageTooLargeError" });
     await assert.rejects(c.send(Note, { N: 1, pad: "y".repeat(2000) } as { N: number }), { name: "MessageTooLargeError" });
     assert.equal(c.state, "connected");
+  });
+});
+
+describe("bounded queues", () => {
+  test("handlers falling behind past maxQueuedBytes: the envelope is dropped, counted, and the client closes as a slow consumer", async () => {
+    const closes: CloseError[] = [];
+    const { c, p, errors } = await pair({ heartbeatInterval: 0, maxQueuedBytes: 20_000, onDisconnect: (ce) => closes.push(ce) });
+    let handled = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    c.on(Note, async () => {
+      handled++;
+      await gate;
+    });
+    const payload = enc.encode(JSON.stringify({ N: 1, Pad: "x".repeat(1000) }));
+    for (let i = 0; i < 100; i++) p.send({ kind: Kind.Message, type: "raw.Note", payload });
+    const seen = await p.closed;
+    assert.equal(seen.code, 1013);
+    assert.equal(seen.reason, "inbound queue full");
+    await until(() => closes.length === 1, 2000, "onDisconnect");
+    assert.equal(closes[0]!.reason, CloseReason.SlowConsumer);
+    assert.equal(closes[0]!.remote, false);
+    assert.equal(c.stats.droppedInbound, 1);
+    // About 20 kB of envelopes were queued (1.3 kB each): the one that did
+    // not fit was dropped, the rest still reach the handler.
+    release();
+    await until(() => handled >= 15, 2000, "the queued messages");
+    assert.ok(handled <= 17, `handled ${handled}`);
+    assert.ok(errors.some((e) => String(e).includes("bytes behind")));
+  });
+
+  test("a server that stops reading: unsent bytes past maxQueuedBytes close the client as a slow consumer", async () => {
+    const { c, p } = await pair({ heartbeatInterval: 0, maxQueuedBytes: 1 << 20, maxMessageSize: 1 << 20 });
+    (p.ws as unknown as { _socket: { pause(): void } })._socket.pause(); // the server reads nothing from now on
+    const big = "y".repeat(60_000);
+    let err: unknown;
+    let sent = 0;
+    for (; sent < 2000 && err === undefined; sent++) {
+      await c.send(Note, { N: sent, Pad: big } as { N: number }).catch((e: unknown) => (err = e));
+    }
+    assert.ok(err instanceof CloseError, `no error after ${sent} sends: ${String(err)}`);
+    assert.equal(err.reason, CloseReason.SlowConsumer);
+    assert.equal(err.text, "outbound queue full");
+    assert.ok(sent > 16, `closed after ${sent} sends of 60 kB`);
+    assert.equal(c.state, "disconnected");
   });
 });
 
