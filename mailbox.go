@@ -551,10 +551,20 @@ func (s *Session) handleRequest(w *worker, in *inbound) {
 // replyOwn queues an answer produced on this session's dispatcher and, when
 // no writer runs, writes it here: the dispatcher has nothing else to do for
 // the session meanwhile, and the answer leaves without a goroutine handoff.
+//
+// When more envelopes wait in the mailbox, the answer is handed to a writer
+// instead: it writes while this dispatcher runs the next handler, and the
+// answers produced meanwhile join its next write, so pipelined requests are
+// answered with one system call for several answers rather than one each.
 func (s *Session) replyOwn(f *frame) {
-	if s.out.pushOwn(f) {
-		s.out.flushOwn()
+	if !s.out.pushOwn(f) {
+		return // a writer runs; the answer joins its next batch
 	}
+	if s.mbox.queuedLen() > 0 {
+		s.ep.startWriter(&s.out)
+		return
+	}
+	s.out.flushOwn()
 }
 
 // invoke runs a request handler, turning a panic into CodeInternal.

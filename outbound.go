@@ -445,6 +445,18 @@ func (o *outbound) flush() {
 				// win over the peer's close code and its reconnect hint.
 				o.state = outDone
 				o.mu.Unlock()
+				if !o.s.isClosing() {
+					// Unless the socket was closed under the session (a
+					// dying process's sockets): then a read loop parked on
+					// a full mailbox never notices, and nothing else would
+					// end the session. Give the read loop a moment to
+					// record why first.
+					time.AfterFunc(min(time.Second, o.s.ep.cfg.writeTimeout), func() {
+						if !o.s.isClosing() {
+							o.s.writeFailed(err)
+						}
+					})
+				}
 				return
 			}
 			o.mu.Unlock()
