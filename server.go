@@ -165,7 +165,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	srv.ep.startReading(s)
 	if closing {
-		s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: "server shutting down"}, closeHard)
+		s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: shutdownCloseText}, closeHard)
 	}
 }
 
@@ -337,6 +337,10 @@ const SubprotocolV2Prefix = "netmsg.v2."
 // shutdownHint is the reconnect hint a draining server sends in its 1001 close.
 const shutdownHint = 500 * time.Millisecond
 
+// shutdownCloseText is the text of a draining server's 1001 close, the same
+// for a session that connected while the shutdown began.
+var shutdownCloseText = "server shutting down; " + reconnectHintKey + shutdownHint.String()
+
 // Shutdown drains the server: new connections are refused with 503 and new
 // requests are answered with CodeUnavailable, handlers already running finish
 // and their responses are delivered, then every session is closed with 1001
@@ -386,7 +390,6 @@ func (srv *Server) shutdown(ctx context.Context) error {
 	}
 	tick.Stop()
 
-	text := "server shutting down; " + reconnectHintKey + shutdownHint.String()
 	for s := range srv.Sessions() {
 		// Graceful after a complete drain; otherwise at once, but still with
 		// 1001 and the hint, so clients know to come back.
@@ -394,7 +397,7 @@ func (srv *Server) shutdown(ctx context.Context) error {
 		if err != nil {
 			mode = closeHard
 		}
-		s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: text}, mode)
+		s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: shutdownCloseText}, mode)
 	}
 	srv.ep.stop()
 	// No handshake can register a session once they are done (closing is
