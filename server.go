@@ -165,7 +165,9 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	srv.ep.startReading(s)
 	if closing {
-		s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: shutdownCloseText}, closeHard)
+		// Shutdown began while this handshake completed (the client may
+		// already count as connected): the same 1001 and hint as the rest.
+		s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: shutdownText}, closeHard)
 	}
 }
 
@@ -337,9 +339,8 @@ const SubprotocolV2Prefix = "netmsg.v2."
 // shutdownHint is the reconnect hint a draining server sends in its 1001 close.
 const shutdownHint = 500 * time.Millisecond
 
-// shutdownCloseText is the text of a draining server's 1001 close, the same
-// for a session that connected while the shutdown began.
-var shutdownCloseText = "server shutting down; " + reconnectHintKey + shutdownHint.String()
+// shutdownText is the reason text of that close, hint included.
+var shutdownText = "server shutting down; " + reconnectHintKey + shutdownHint.String()
 
 // Shutdown drains the server: new connections are refused with 503 and new
 // requests are answered with CodeUnavailable, handlers already running finish
@@ -397,7 +398,7 @@ func (srv *Server) shutdown(ctx context.Context) error {
 		if err != nil {
 			mode = closeHard
 		}
-		s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: shutdownCloseText}, mode)
+		s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: shutdownText}, mode)
 	}
 	srv.ep.stop()
 	// No handshake can register a session once they are done (closing is
