@@ -110,6 +110,9 @@ func TestServerBroadcastAcrossNodes(t *testing.T) {
 		for range 2 {
 			devices = append(devices, connectDevice(t, n))
 		}
+		// A server registers a session just after its handshake answer: a
+		// broadcast reaches the sessions registered when it arrives.
+		eventually(t, "the node registers its sessions", func() bool { return n.SessionCount() == 2 })
 	}
 	skip, ok := nodes[0].Session(devices[0].ID(t))
 	require.True(t, ok)
