@@ -67,8 +67,11 @@ var (
 // WithBroker makes the Server one node of a cluster whose nodes talk through
 // b: SendTo, SendRequestTo, Group.Broadcast and Server.Broadcast then reach
 // sessions on every node (see the README, "Running several servers"). Every
-// node of a cluster should accept the same serializers. Without a broker a
-// Server is one node on its own.
+// node of a cluster should accept the same serializers. NewServer subscribes
+// to the node's subjects (a failure is logged, and the cross-node calls then
+// return it), and the server keeps a goroutine that says hello to the other
+// nodes every second until Shutdown. Without a broker a Server is one node
+// on its own.
 func WithBroker(b Broker) ServerOption {
 	return serverOption(func(c *serverConfig) { c.broker = b })
 }

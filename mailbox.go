@@ -68,6 +68,7 @@ type mailbox struct {
 	held     bool // OnSessionOpen runs: queue, but do not dispatch yet
 	closed   bool
 	waiting  bool // the read loop waits for room
+	gone     bool // the socket is closed: the read loop must not wait for room
 	drained  bool
 	expired  bool // DisconnectTimeout passed since the close began
 	onDrain  func()
@@ -105,7 +106,7 @@ func (m *mailbox) push(in *inbound) {
 		m.dropLate(in)
 		return
 	}
-	for !m.closed && len(m.q)-m.head > 0 &&
+	for !m.closed && !m.gone && len(m.q)-m.head > 0 &&
 		(len(m.q)-m.head >= cfg.mailboxSize || m.bytes+in.cost > cfg.mailboxBytes) {
 		m.waiting = true
 		m.room.Wait()
@@ -138,6 +139,16 @@ func (m *mailbox) dropLate(in *inbound) {
 	m.s.ep.cfg.logger.Debug("netmsg: dropped an envelope that arrived after the session began to close",
 		"type", string(in.env.Type), "session", m.s.id)
 	in.recycle()
+}
+
+// socketGone wakes a read loop waiting for room once the socket is closed:
+// its next read fails and ends the session with the right cause. What it
+// holds is queued over the bounds (by one), as when the close begins.
+func (m *mailbox) socketGone() {
+	m.mu.Lock()
+	m.gone = true
+	m.room.Broadcast()
+	m.mu.Unlock()
 }
 
 // isWaiting reports whether the read loop waits for room (the peer is

@@ -438,13 +438,25 @@ func (o *outbound) flush() {
 		if err != nil {
 			o.writing = false
 			if errors.Is(err, net.ErrClosed) {
-				// This side closed the socket: Close or Kill (the session's
-				// cause is set already), or gws on the read loop after the
-				// peer's close frame or a read error. The read loop ends now
-				// and ended records why; a network error recorded here would
-				// win over the peer's close code and its reconnect hint.
+				// The socket is closed under the session: by Close or Kill
+				// (the cause is set already), by gws on the read loop after
+				// the peer's close frame or a read error, or by whatever owns
+				// the net.Conn. The read loop's next read fails, and ended
+				// records why: a network error recorded here would win over
+				// the peer's close code and its reconnect hint. A read loop
+				// waiting for mailbox room is woken to go and read.
 				o.state = outDone
 				o.mu.Unlock()
+				o.s.mbox.socketGone()
+				if !o.s.isClosing() {
+					// Should the read loop not get to record why (nothing
+					// is known to keep it from it), the session still ends.
+					time.AfterFunc(min(time.Second, o.s.ep.cfg.writeTimeout), func() {
+						if !o.s.isClosing() {
+							o.s.writeFailed(err)
+						}
+					})
+				}
 				return
 			}
 			o.mu.Unlock()

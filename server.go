@@ -33,9 +33,13 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[string]*Session
-	groups   groupSet
-	closing  bool
-	https    []*http.Server
+	// upgrading holds the ids of sessions whose handshake answer is being
+	// written: the client may know its id (and tell others) a moment before
+	// the session is registered; Session waits for that moment.
+	upgrading map[string]chan struct{}
+	groups    groupSet
+	closing   bool
+	https     []*http.Server
 
 	// handshakes counts ServeHTTP calls in progress; Shutdown waits for them.
 	handshakes sync.WaitGroup
@@ -143,16 +147,29 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	id := srv.newSessionID()
+	registered := make(chan struct{})
+	srv.mu.Lock()
+	if srv.upgrading == nil {
+		srv.upgrading = make(map[string]chan struct{})
+	}
+	srv.upgrading[id] = registered
+	srv.mu.Unlock()
 	conn, err := srv.upgrader.Upgrade(w, r, id)
 	if err != nil {
+		srv.mu.Lock()
+		delete(srv.upgrading, id)
+		srv.mu.Unlock()
+		close(registered)
 		srv.cfg.logger.Debug("netmsg: upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	s := newSession(&srv.ep, id, conn, srv.accepts[conn.SubProtocol()], context.WithoutCancel(base))
 	srv.mu.Lock()
 	srv.sessions[id] = s
+	delete(srv.upgrading, id)
 	closing := srv.closing
 	srv.mu.Unlock()
+	close(registered)
 	srv.ep.observeOpen(s)
 	if open := srv.cfg.onSessionOpen; open != nil && !closing {
 		// OnSessionOpen runs before any message or request is handled, but
@@ -165,7 +182,9 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	srv.ep.startReading(s)
 	if closing {
-		s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: "server shutting down"}, closeHard)
+		// Shutdown began while this handshake completed (the client may
+		// already count as connected): the same 1001 and hint as the rest.
+		s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: shutdownText}, closeHard)
 	}
 }
 
@@ -306,9 +325,21 @@ func (srv *Server) Sessions() iter.Seq[*Session] {
 }
 
 // Session returns the open session with the given ID.
+//
+// A client knows its session id as soon as the handshake answer arrives,
+// which is a moment before the server has registered the session; for an id
+// in that moment Session waits until it is registered.
 func (srv *Server) Session(id string) (*Session, bool) {
 	srv.mu.Lock()
 	s, ok := srv.sessions[id]
+	registered := srv.upgrading[id]
+	srv.mu.Unlock()
+	if ok || registered == nil {
+		return s, ok
+	}
+	<-registered // the handshake answer is being written, within the handshake timeout
+	srv.mu.Lock()
+	s, ok = srv.sessions[id]
 	srv.mu.Unlock()
 	return s, ok
 }
@@ -336,6 +367,9 @@ const SubprotocolV2Prefix = "netmsg.v2."
 
 // shutdownHint is the reconnect hint a draining server sends in its 1001 close.
 const shutdownHint = 500 * time.Millisecond
+
+// shutdownText is the reason text of that close, hint included.
+var shutdownText = "server shutting down; " + reconnectHintKey + shutdownHint.String()
 
 // Shutdown drains the server: new connections are refused with 503 and new
 // requests are answered with CodeUnavailable, handlers already running finish
@@ -386,7 +420,6 @@ func (srv *Server) shutdown(ctx context.Context) error {
 	}
 	tick.Stop()
 
-	text := "server shutting down; " + reconnectHintKey + shutdownHint.String()
 	for s := range srv.Sessions() {
 		// Graceful after a complete drain; otherwise at once, but still with
 		// 1001 and the hint, so clients know to come back.
@@ -394,7 +427,7 @@ func (srv *Server) shutdown(ctx context.Context) error {
 		if err != nil {
 			mode = closeHard
 		}
-		s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: text}, mode)
+		s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: shutdownText}, mode)
 	}
 	srv.ep.stop()
 	// No handshake can register a session once they are done (closing is

@@ -282,3 +282,36 @@ func TestNodeCutOff(t *testing.T) {
 		t.Fatal("the call waiting for the node that went still waits")
 	}
 }
+
+// While NATS is down, joining a group does not wait for it; the node
+// subscribes when it reconnects, and the member then gets the group's
+// broadcasts from the other nodes.
+func TestGroupJoinWhileNATSDown(t *testing.T) {
+	ns := startNATS(t)
+	nodes := startNodes(t, ns, 2)
+	for _, n := range nodes {
+		serveRooms(n)
+	}
+	d := connectDevice(t, nodes[1])
+	ns.stop()
+	eventually(t, "the node sees NATS gone", func() bool { return !nodes[1].NC.IsConnected() })
+	start := time.Now()
+	_, err := netmsg.SendRequest(context.Background(), d.Client, JoinRoom{Room: "late"})
+	require.NoError(t, err)
+	assert.Less(t, time.Since(start), time.Second, "Group.Add waited for NATS")
+	err = nodes[0].Group("late").Broadcast(context.Background(), Note{Text: "down"})
+	assert.ErrorIs(t, err, netmsg.ErrBrokerUnavailable)
+
+	ns.start()
+	eventually(t, "both nodes reconnect", func() bool { return nodes[0].NC.IsConnected() && nodes[1].NC.IsConnected() })
+	eventually(t, "the member gets broadcasts from the other node", func() bool {
+		require.NoError(t, nodes[0].Group("late").Broadcast(context.Background(), Note{Text: "up"}))
+		select {
+		case n := <-d.notes:
+			assert.Equal(t, "up", n.Text)
+			return true
+		case <-time.After(50 * time.Millisecond):
+			return false
+		}
+	})
+}

@@ -64,8 +64,7 @@ type Broker struct {
 	done   chan struct{} // closed when the watcher has exited
 
 	mu      sync.Mutex
-	down    string // not empty while the connection is not usable: its state
-	waiting map[*waiter]struct{}
+	waiting map[*waiter]struct{} // requests waiting for their reply
 	closed  bool
 }
 
@@ -128,8 +127,11 @@ func validPrefix(p string) error {
 func (b *Broker) watch() {
 	defer close(b.done)
 	for st := range b.status {
-		// The event may be stale; the connection's state now is what counts.
-		b.setStatus(b.nc.Status())
+		// A request waiting when the connection went down was sent on it:
+		// its reply is not coming, even when the connection is up again by
+		// the time the event is seen here. (One sent on the new connection
+		// meanwhile fails too: a clear error rather than a lost reply.)
+		b.setStatus(st)
 		if st == nats.CLOSED {
 			b.nc.RemoveStatusListener(b.status)
 			return
@@ -137,14 +139,13 @@ func (b *Broker) watch() {
 	}
 }
 
+// setStatus fails the requests waiting when the connection is not up.
 func (b *Broker) setStatus(st nats.Status) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if st == nats.CONNECTED {
-		b.down = ""
 		return
 	}
-	b.down = st.String()
 	for w := range b.waiting {
 		w.cancel(errLost)
 		delete(b.waiting, w)
@@ -162,7 +163,6 @@ func (b *Broker) Close() error {
 		return nil
 	}
 	b.closed = true
-	b.down = "closed"
 	for w := range b.waiting {
 		w.cancel(errLost)
 		delete(b.waiting, w)
@@ -173,11 +173,13 @@ func (b *Broker) Close() error {
 	return nil
 }
 
-// unavailable returns the error of a call made while the connection is down,
-// or nil when it is up.
+// unavailable returns the error of a call made while the connection is down
+// (or the Broker closed), or nil when it is up. b.mu is held: a request
+// registered after this check is failed by the watcher when the connection
+// goes down.
 func (b *Broker) unavailable() error {
-	if b.down != "" {
-		return fmt.Errorf("%w: natsbroker: NATS connection %s", netmsg.ErrBrokerUnavailable, strings.ToLower(b.down))
+	if b.closed {
+		return fmt.Errorf("%w: natsbroker: Broker closed", netmsg.ErrBrokerUnavailable)
 	}
 	if st := b.nc.Status(); st != nats.CONNECTED {
 		return fmt.Errorf("%w: natsbroker: NATS connection %s", netmsg.ErrBrokerUnavailable, strings.ToLower(st.String()))
@@ -272,9 +274,12 @@ func (b *Broker) Subscribe(subject string, h netmsg.BrokerHandler) (unsubscribe 
 		return nil, b.wrap(err)
 	}
 	// A round trip, so that the server has the subscription when Subscribe
-	// returns. While disconnected it fails, and nats.go subscribes again
+	// returns. While disconnected there is no server to ask (and the round
+	// trip would wait for the reconnection): nats.go makes the subscription
 	// when it reconnects.
-	_ = nc.FlushTimeout(flushTimeout)
+	if nc.IsConnected() {
+		_ = nc.FlushTimeout(flushTimeout)
+	}
 	var once sync.Once
 	return func() { once.Do(func() { _ = sub.Unsubscribe() }) }, nil
 }

@@ -60,7 +60,6 @@ func TestSendRequestToCarriesMetadata(t *testing.T) {
 	netmsg.AddMessageHandler(c, func(ctx context.Context, _ *netmsg.Session, _ Note) { got <- netmsg.Metadata(ctx) })
 	require.NoError(t, c.Connect(context.Background()))
 	defer c.Close()
-	eventually(t, "node 1 has the session", func() bool { _, ok := nodes[1].Session(c.Session().ID()); return ok })
 
 	ctx := netmsg.WithMetadata(context.Background(), "trace", "abc")
 	_, err := netmsg.SendRequestTo(ctx, nodes[0].Server, c.Session().ID(), Ping{})
