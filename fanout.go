@@ -183,7 +183,7 @@ var (
 // The members are copied under the group lock into a pooled slice and the
 // lock is released before anything is queued: queueing takes each session's
 // outbound lock, and may close a slow member. Sessions that need a writer
-// are handed to the endpoint's fan-out writers together (fanAdd), not each
+// are handed to the endpoint's fan-out writers in chunks (fanAdd), not each
 // to a goroutine of its own.
 func (srv *Server) fanOut(t fanTarget, m *fanMsg, except exceptSet) (int, error) {
 	lp := sessionListPool.Get().(*[]*Session)
@@ -216,6 +216,12 @@ func (srv *Server) fanOut(t fanTarget, m *fanMsg, except exceptSet) (int, error)
 		sent++
 		if start {
 			starts = append(starts, &s.out)
+			if len(starts) == fanChunk {
+				// Writers start on the first members while the rest
+				// are queued.
+				srv.ep.fanAdd(starts)
+				starts = starts[:0]
+			}
 		}
 	}
 	srv.ep.fanAdd(starts)
@@ -268,6 +274,9 @@ type fanWriting struct {
 const (
 	// fanPerWriter is how many waiting sessions justify one more writer.
 	fanPerWriter = 64
+	// fanChunk is how many sessions a large broadcast hands to the writers
+	// at a time.
+	fanChunk = 2 * fanPerWriter
 	// fanStallCheck is how long one flush may last before its writer counts
 	// as stuck.
 	fanStallCheck = 5 * time.Millisecond

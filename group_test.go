@@ -3,6 +3,7 @@ package netmsg_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http/httptest"
 	"runtime"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/netmsg/netmsg"
+	"github.com/netmsg/netmsg/internal/nettest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -514,4 +516,98 @@ func churnCycle(e *groupEnv, i, rooms int) error {
 		_ = cli.Send(ctx, LeaveRoom{Room: b})
 		return s.Kick("out")
 	}
+}
+
+// A group broadcast costs at most one allocation per delivered message (the
+// goal; in the steady state it is close to none): the frame is encoded once
+// and shared, the queues reuse their slices, and no goroutine is started per
+// member. The members are raw WebSocket peers that read into a fixed buffer,
+// so the process allocates for the server's side alone; heartbeats are off,
+// so nothing else runs.
+func TestGroupBroadcastAllocations(t *testing.T) {
+	const (
+		n = 200
+		k = 50 // broadcasts back to back, once to warm up, once measured
+	)
+	opened := make(chan *netmsg.Session, n)
+	srv := nettest.StartServer(t, netmsg.WithHeartbeat(0, 0),
+		netmsg.WithOnSessionOpen(func(s *netmsg.Session) { opened <- s }))
+	counts := make([]atomic.Int64, n)
+	var readers sync.WaitGroup
+	var conns []net.Conn
+	t.Cleanup(func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		readers.Wait()
+	})
+	for i := range n {
+		p := nettest.DialWSUpgraded(t, srv.Addr, nettest.WSDial{})
+		conns = append(conns, p.Conn)
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			var buf [4096]byte
+			br := p.BufReader()
+			for {
+				m, err := br.Read(buf[:])
+				counts[i].Add(int64(m))
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	room := srv.Group("room")
+	for range n {
+		select {
+		case s := <-opened:
+			room.Add(s)
+		case <-time.After(groupWait):
+			t.Fatal("sessions did not open")
+		}
+	}
+	msg := RoomNote{Room: strings.Repeat("r", 100), Seq: 1} // 128 B or so on the wire
+	ctx := context.Background()
+	waitBytes := func(want func(int64) bool) {
+		deadline := time.Now().Add(groupWait)
+		for i := range counts {
+			for !want(counts[i].Load()) {
+				if time.Now().After(deadline) {
+					t.Fatalf("peer %d has %d bytes", i, counts[i].Load())
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+	require.NoError(t, room.Broadcast(ctx, msg))
+	waitBytes(func(b int64) bool { return b > 0 })
+	time.Sleep(50 * time.Millisecond)
+	per := counts[0].Load()
+	// The first burst sizes the queues, batches and socket vectors that a
+	// burst of k needs; the second is measured.
+	const warm = 1 + k
+	for range k {
+		require.NoError(t, room.Broadcast(ctx, msg))
+	}
+	waitBytes(func(b int64) bool { return b >= warm*per })
+
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	start := time.Now()
+	for range k {
+		require.NoError(t, room.Broadcast(ctx, msg))
+	}
+	waitBytes(func(b int64) bool { return b >= (warm+k)*per })
+	took := time.Since(start)
+	runtime.ReadMemStats(&m1)
+	for i := range counts {
+		require.Equal(t, (warm+k)*per, counts[i].Load(), "peer %d: bytes of %d messages of %d bytes", i, warm+k, per)
+	}
+	allocs := float64(m1.Mallocs-m0.Mallocs) / (k * n)
+	bytes := float64(m1.TotalAlloc-m0.TotalAlloc) / (k * n)
+	t.Logf("%d broadcasts to %d members (%d B frames): %.3f allocations and %.1f B per delivered message, %v in all (%.0f delivered/s)",
+		k, n, per, allocs, bytes, took, float64(k*n)/took.Seconds())
+	assert.LessOrEqual(t, allocs, 1.0, "allocations per delivered message")
 }
