@@ -11,11 +11,21 @@ import (
 // calls are the requests this side sent on a session, waiting for their
 // answers. When the session begins to close every one fails at once with
 // the *CloseError, and new ones are refused.
+//
+// Calls without a deadline of their ctx run out at the endpoint's
+// RequestTimeout. They need no timer each: one timer per session is armed
+// for the earliest such deadline, and when it fires it fails every call whose
+// deadline has passed and re-arms itself for the next (see expire). Since
+// every such call gets the same timeout, the timer fires about once per
+// RequestTimeout while calls keep coming, whatever their rate.
 type calls struct {
 	mu      sync.Mutex
 	pending map[uint64]*call
 	closed  *CloseError
 	nextID  uint64
+
+	timer *time.Timer
+	armed int64 // unix nanoseconds the timer fires at; 0 when it is not armed
 	// Ids of calls whose caller gave up, so that their answers, when they
 	// come, are counted as late rather than unknown. Bounded: the oldest
 	// are forgotten first.
@@ -29,30 +39,18 @@ type callResult struct {
 	err error
 }
 
-type call struct{ ch chan callResult }
+type call struct {
+	ch       chan callResult
+	deadline int64  // unix nanoseconds when the session's timer fails it; 0: its ctx bounds it
+	name     string // the request's type name, for the timeout error
+}
 
 var callPool = sync.Pool{New: func() any { return &call{ch: make(chan callResult, 1)} }}
 
-var timerPool sync.Pool
-
-// getTimer returns a stopped-and-reset timer from the pool (Go ≥ 1.23 timer
-// semantics: Reset never leaves a stale value in C).
-func getTimer(d time.Duration) *time.Timer {
-	if t, ok := timerPool.Get().(*time.Timer); ok {
-		t.Reset(d)
-		return t
-	}
-	return time.NewTimer(d)
-}
-
-func putTimer(t *time.Timer) {
-	t.Stop()
-	timerPool.Put(t)
-}
-
 // register adds a pending call and returns its id, or the *CloseError when
-// the session is closing.
-func (cs *calls) register(c *call) (uint64, *CloseError) {
+// the session is closing. A call with a deadline arms the session's timer
+// when it would fire later than that (or not at all).
+func (cs *calls) register(s *Session, c *call) (uint64, *CloseError) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	if cs.closed != nil {
@@ -63,7 +61,63 @@ func (cs *calls) register(c *call) (uint64, *CloseError) {
 		cs.pending = make(map[uint64]*call)
 	}
 	cs.pending[cs.nextID] = c
+	if dl := c.deadline; dl != 0 && (cs.armed == 0 || dl < cs.armed) {
+		cs.arm(s, dl, time.Now().UnixNano())
+	}
 	return cs.nextID, nil
+}
+
+// arm sets the timer to fire at dl; cs.mu is held.
+func (cs *calls) arm(s *Session, dl, now int64) {
+	d := time.Duration(max(dl-now, 0))
+	if cs.timer == nil {
+		cs.timer = time.AfterFunc(d, s.expireCalls)
+	} else {
+		cs.timer.Reset(d)
+	}
+	cs.armed = dl
+}
+
+// expireCalls runs on the session's call timer: every call whose deadline
+// has passed fails with its timeout error, as if its caller had given up,
+// and its peer is told to cancel it. The timer is armed again for the
+// earliest deadline left.
+func (s *Session) expireCalls() {
+	cs := &s.calls
+	now := time.Now().UnixNano()
+	type expired struct {
+		id uint64
+		c  *call
+	}
+	var due []expired
+	cs.mu.Lock()
+	if cs.closed != nil {
+		cs.armed = 0
+		cs.mu.Unlock()
+		return
+	}
+	next := int64(0)
+	for id, c := range cs.pending {
+		switch {
+		case c.deadline == 0:
+		case c.deadline <= now:
+			due = append(due, expired{id, c})
+		case next == 0 || c.deadline < next:
+			next = c.deadline
+		}
+	}
+	for _, e := range due {
+		cs.abandonLocked(e.id)
+	}
+	cs.armed = 0
+	if next != 0 {
+		cs.arm(s, next, now)
+	}
+	cs.mu.Unlock()
+	for _, e := range due {
+		e.c.ch <- callResult{err: callError(context.DeadlineExceeded, e.c.name)}
+		s.sendCancel(e.id)
+	}
 }
 
 // fail fails every pending call with ce, at once, and refuses new ones.
@@ -71,6 +125,10 @@ func (cs *calls) fail(ce *CloseError) {
 	cs.mu.Lock()
 	pending := cs.pending
 	cs.pending, cs.closed = nil, ce
+	if cs.timer != nil {
+		cs.timer.Stop()
+		cs.armed = 0
+	}
 	cs.mu.Unlock()
 	for _, c := range pending {
 		c.ch <- callResult{err: ce}
@@ -97,6 +155,12 @@ func (cs *calls) abandon(id uint64) bool {
 	if _, ok := cs.pending[id]; !ok {
 		return false
 	}
+	cs.abandonLocked(id)
+	return true
+}
+
+// abandonLocked is abandon of a pending id with cs.mu held.
+func (cs *calls) abandonLocked(id uint64) {
 	delete(cs.pending, id)
 	if cs.abandoned == nil {
 		cs.abandoned = make(map[uint64]struct{})
@@ -109,7 +173,6 @@ func (cs *calls) abandon(id uint64) bool {
 		cs.abandonedNext = (cs.abandonedNext + 1) % maxAbandoned
 	}
 	cs.abandoned[id] = struct{}{}
-	return true
 }
 
 // take removes and returns the call waiting for id; late reports an id whose
@@ -152,29 +215,35 @@ func (s *Session) deliver(in *inbound) {
 // deadline is not zero, the deadline passes. The returned inbound holds the
 // response payload; the caller recycles it.
 func (s *Session) call(ctx context.Context, req any, deadline time.Time) (*inbound, error) {
-	name := TypeName(req)
+	return s.callNamed(ctx, TypeName(req), req, outgoingMetadata(ctx), deadline)
+}
+
+// callNamed is call with the type name and metadata given: req may be a
+// rawPayload, already encoded with the session's serializer (a request
+// another node of the cluster forwards).
+func (s *Session) callNamed(ctx context.Context, name string, req any, md map[string]string, deadline time.Time) (*inbound, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, callError(err, name) // over before it began: send nothing
 	}
 	var timeoutMs uint64
-	var expired <-chan time.Time
+	c := callPool.Get().(*call)
+	c.deadline, c.name = 0, name
 	if dl, ok := ctx.Deadline(); ok {
 		timeoutMs = uint64(max(time.Until(dl).Milliseconds(), 1))
 	} else if !deadline.IsZero() {
+		// The session's call timer bounds it (calls.expire); no timer of
+		// its own.
 		d := time.Until(deadline)
 		timeoutMs = uint64(max(d.Milliseconds(), 1))
-		t := getTimer(max(d, time.Millisecond))
-		defer putTimer(t)
-		expired = t.C
+		c.deadline = deadline.UnixNano()
 	}
-	c := callPool.Get().(*call)
-	id, ce := s.calls.register(c)
+	id, ce := s.calls.register(s, c)
 	if ce != nil {
 		callPool.Put(c)
 		return nil, ce
 	}
 
-	f, err := s.encode(wire.KindRequest, id, name, req, timeoutMs, outgoingMetadata(ctx))
+	f, err := s.encode(wire.KindRequest, id, name, req, timeoutMs, md)
 	if err == nil {
 		err = s.out.push(f)
 	}
@@ -195,8 +264,6 @@ func (s *Session) call(ctx context.Context, req any, deadline time.Time) (*inbou
 		return r.result()
 	case <-ctx.Done():
 		cause = ctx.Err()
-	case <-expired:
-		cause = context.DeadlineExceeded
 	}
 	if s.calls.abandon(id) {
 		callPool.Put(c)

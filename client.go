@@ -99,9 +99,16 @@ type Client struct {
 	ep      endpoint
 	cfg     clientConfig
 	rawURL  string
-	url     *url.URL
+	urls    []serverURL // rawURL first, then WithURLs'
 	ser     serializer.Serializer
 	backoff backoff.BackOff // the client's own copy of WithReconnect's
+
+	// next is the index in urls of the server the next attempt dials. Only
+	// the goroutine making connections (Connect or the supervisor) uses it.
+	next int
+	// cur is the index in urls of the server of the current or last
+	// connection.
+	cur atomic.Int32
 
 	ctx       context.Context // cancelled by Close: ends dials, waits and OnConnect
 	cancelCtx context.CancelFunc
@@ -122,8 +129,14 @@ type Client struct {
 	exited    chan struct{} // closed once Close has finished
 }
 
+// serverURL is one server a client may connect to.
+type serverURL struct {
+	raw string
+	u   *url.URL
+}
+
 // NewClient returns a client for rawURL (ws:// or wss://). It does not
-// connect; call Connect.
+// connect; call Connect. WithURLs adds servers to try when reconnecting.
 func NewClient(rawURL string, opts ...ClientOption) *Client {
 	c := &Client{
 		cfg:    clientConfig{config: defaultConfig(), dialTimeout: DefaultDialTimeout},
@@ -139,7 +152,10 @@ func NewClient(rawURL string, opts ...ClientOption) *Client {
 	c.ep.client = true
 	c.ep.detached = c.sessionEnded
 	c.ser = c.cfg.serializers[0]
-	c.url, _ = url.Parse(rawURL)
+	for _, raw := range append([]string{rawURL}, c.cfg.urls...) {
+		u, _ := url.Parse(raw)
+		c.urls = append(c.urls, serverURL{raw: raw, u: u})
+	}
 	if c.cfg.reconnect != nil {
 		c.backoff = cloneBackOff(c.cfg.reconnect)
 	}
@@ -210,8 +226,19 @@ func (c *Client) Connect(ctx context.Context) error {
 	ctx, cancel := mergeCancel(ctx, c.ctx)
 	defer cancel()
 	s, err := c.connectOnce(ctx)
+	if c.backoff == nil {
+		// Without reconnect, each other server once, in turn.
+		for range len(c.urls) - 1 {
+			if err == nil || !retryable(err) || ctx.Err() != nil {
+				break
+			}
+			c.advance()
+			s, err = c.connectOnce(ctx)
+		}
+	}
 	if err != nil && c.backoff != nil && retryable(err) && ctx.Err() == nil {
 		c.backoff.Reset()
+		c.advance()
 		s, err = c.retry(ctx, err)
 	}
 	if err != nil {
@@ -230,6 +257,13 @@ func (c *Client) Connect(ctx context.Context) error {
 	c.ep.spawn(func() { c.supervise(s) })
 	return nil
 }
+
+// advance makes the next attempt dial the next server in turn (WithURLs).
+func (c *Client) advance() { c.next = (c.next + 1) % len(c.urls) }
+
+// URL returns the URL of the server of the current connection, or of the
+// last one when there is none (with WithURLs, one of several).
+func (c *Client) URL() string { return c.urls[c.cur.Load()].raw }
 
 // retryable reports whether another attempt can succeed.
 func retryable(err error) bool {
@@ -316,9 +350,10 @@ func (c *Client) disconnected(ce *CloseError) {
 // throughout, the dial timeout for dialling and TLS, and the handshake timeout
 // for the WebSocket handshake.
 func (c *Client) dial(ctx context.Context) (*Session, error) {
-	u := c.url
+	target := c.urls[c.next]
+	u := target.u
 	if u == nil || (u.Scheme != "ws" && u.Scheme != "wss") {
-		return nil, fmt.Errorf("netmsg: client URL %q: want ws:// or wss://", c.rawURL)
+		return nil, fmt.Errorf("netmsg: client URL %q: want ws:// or wss://", target.raw)
 	}
 	header := c.cfg.header.Clone()
 	if header == nil {
@@ -328,7 +363,7 @@ func (c *Client) dial(ctx context.Context) (*Session, error) {
 	conn, id, err := transport.Dial(ctx, transport.DialOptions{
 		Options:          c.cfg.transportOptions(),
 		URL:              u,
-		RawURL:           c.rawURL,
+		RawURL:           target.raw,
 		Header:           header,
 		TLS:              c.cfg.tlsConfig,
 		DialTimeout:      c.cfg.dialTimeout,
@@ -356,6 +391,7 @@ func (c *Client) dial(ctx context.Context) (*Session, error) {
 		return nil, ErrClosed
 	}
 	c.setup = s
+	c.cur.Store(int32(c.next))
 	c.mu.Unlock()
 	c.ep.observeOpen(s)
 	c.ep.startReading(s)
@@ -409,6 +445,7 @@ func (c *Client) supervise(s *Session) {
 		if time.Since(upAt) >= stableConnection {
 			c.backoff.Reset()
 		}
+		c.advance() // the next server first: this one may be gone
 		next, err := c.retry(c.ctx, ce)
 		if err != nil {
 			if c.ctx.Err() == nil {
@@ -445,7 +482,7 @@ func (c *Client) retry(ctx context.Context, cause error) (*Session, error) {
 			c.ep.callback("OnReconnecting", func() { f(attempt, d) })
 		}
 		if f := c.cfg.onAttempt; f != nil {
-			a := ReconnectAttempt{Attempt: attempt, Delay: d, Err: cause}
+			a := ReconnectAttempt{Attempt: attempt, Delay: d, Err: cause, URL: c.urls[c.next].raw}
 			c.ep.callback("OnReconnectAttempt", func() { f(a) })
 		}
 		c.ep.observeReconnect(ReconnectAttempt{Attempt: attempt, Delay: d, Err: cause})
@@ -476,8 +513,9 @@ func (c *Client) retry(ctx context.Context, cause error) (*Session, error) {
 		if !retryable(err) {
 			return nil, err
 		}
-		c.cfg.logger.Debug("netmsg: connection attempt failed", "attempt", attempt, "err", err)
+		c.cfg.logger.Debug("netmsg: connection attempt failed", "attempt", attempt, "url", c.urls[c.next].raw, "err", err)
 		cause = err
+		c.advance()
 	}
 }
 

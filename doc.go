@@ -21,7 +21,10 @@
 // message): a [Client] sends to its server, a [Session] to the peer of one
 // connection, and [Server.Broadcast] to every connected client. A [Group]
 // ([Server.Group]) is a named set of sessions, a room, to broadcast to; a
-// [Key] ([NewKey]) keeps a typed value in each session.
+// [Key] ([NewKey]) keeps a typed value in each session. With [WithBroker]
+// several servers act as one ([Server.SendTo], [SendRequestTo] and the
+// broadcasts reach sessions on every node); the natsbroker module is the
+// broker on NATS, and [WithURLs] lets clients move between the nodes.
 //
 // A handler's error reaches the caller as an [*Error] with a [Code]; a closed
 // connection is described by a [*CloseError] and its [CloseReason]. Clients

@@ -95,7 +95,8 @@ func (e *Error) Unwrap() error {
 
 // CodeOf returns the code carried by err: an *Error's code, CodeCanceled or
 // CodeDeadlineExceeded for the context errors, CodeUnavailable for a closed
-// session, CodeOK for nil and CodeUnknown for anything else.
+// session or an unreachable broker, CodeNotFound for ErrNoSession, CodeOK
+// for nil and CodeUnknown for anything else.
 func CodeOf(err error) Code {
 	if err == nil {
 		return CodeOK
@@ -108,8 +109,10 @@ func CodeOf(err error) Code {
 		return CodeDeadlineExceeded
 	case errors.Is(err, context.Canceled):
 		return CodeCanceled
-	case errors.Is(err, ErrClosed), errors.Is(err, ErrNotConnected):
+	case errors.Is(err, ErrClosed), errors.Is(err, ErrNotConnected), errors.Is(err, ErrBrokerUnavailable):
 		return CodeUnavailable
+	case errors.Is(err, ErrNoSession):
+		return CodeNotFound
 	}
 	return CodeUnknown
 }

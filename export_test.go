@@ -10,3 +10,11 @@ func GroupCountsForTest(srv *Server) (groups, memberships int, released bool) {
 
 // SessionValuesForTest reports how many typed values s holds.
 func SessionValuesForTest(s *Session) int { return s.valueCount() }
+
+// PendingCallsForTest reports how many calls s waits answers for, and
+// whether its call timer is armed.
+func PendingCallsForTest(s *Session) (pending int, armed bool) {
+	s.calls.mu.Lock()
+	defer s.calls.mu.Unlock()
+	return len(s.calls.pending), s.calls.armed != 0
+}

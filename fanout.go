@@ -3,6 +3,7 @@ package netmsg
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"time"
@@ -35,11 +36,19 @@ func (srv *Server) broadcast(ctx context.Context, t fanTarget, msg any, except [
 	return srv.broadcastValue(ctx, t, msg, except)
 }
 
-// broadcastValue is broadcast past its interceptors.
+// broadcastValue is broadcast past its interceptors. In a cluster the
+// message is encoded once per serializer of the server, for this node's
+// sessions and the other nodes alike, and published to the others after it
+// is queued here.
 func (srv *Server) broadcastValue(ctx context.Context, t fanTarget, msg any, except []*Session) error {
 	m := fanMsg{name: TypeName(msg), v: msg, md: outgoingMetadata(ctx), limit: srv.cfg.maxMessageSize}
+	if srv.node == nil {
+		_, err := srv.fanOut(t, &m, exceptSet{sessions: except})
+		return err
+	}
+	data := srv.node.encodeBroadcast(t, &m)
 	_, err := srv.fanOut(t, &m, exceptSet{sessions: except})
-	return err
+	return errors.Join(err, srv.node.publishBroadcast(ctx, t, data))
 }
 
 // fanTarget says who a broadcast is for: the members of one group, or every
@@ -73,13 +82,15 @@ func (e *exceptSet) has(s *Session) bool {
 // fanMsg is one broadcast on its way to this server's sessions. It holds
 // either the value, encoded the first time a member needs it with each
 // serializer, or envelopes already encoded per serializer name (a broadcast
-// that arrived from another node); then v is unused.
+// in a cluster, from this node or another); then v is unused, and a
+// serializer whose encoding failed has its error in encodeErrs.
 type fanMsg struct {
-	name    string
-	v       any
-	md      map[string]string
-	limit   int
-	encoded map[string][]byte
+	name       string
+	v          any
+	md         map[string]string
+	limit      int
+	encoded    map[string][]byte
+	encodeErrs map[string]error
 
 	// One entry per serializer met so far. Three fit without allocating;
 	// a server rarely offers more.
@@ -111,11 +122,17 @@ func (m *fanMsg) frameFor(ser serializer.Serializer) (*frame, error) {
 	sf := serFrame{name: name}
 	switch {
 	case m.encoded != nil:
-		if b, ok := m.encoded[name]; ok {
+		b, ok := m.encoded[name]
+		switch {
+		case m.encodeErrs[name] != nil:
+			sf.err = m.encodeErrs[name]
+		case !ok:
+			sf.err = errors.New("netmsg: a broadcast from another node carries no " + name + " encoding (give every node the same serializers)")
+		case len(b) > m.limit:
+			sf.err = fmt.Errorf("%w: %s encodes to %d bytes, over the limit of %d", ErrMessageTooLarge, m.name, len(b), m.limit)
+		default:
 			sf.f = getFrame()
 			sf.f.b = append(sf.f.b[:0], b...)
-		} else {
-			sf.err = errors.New("netmsg: a broadcast from another node carries no " + name + " encoding")
 		}
 	default:
 		sf.f, sf.err = encodeFrame(ser, m.limit, wire.KindMessage, 0, m.name, m.v, 0, m.md)

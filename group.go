@@ -33,8 +33,14 @@ func (g *Group) Name() string { return g.name }
 // Add makes sess a member of the group. It is idempotent. A session that is
 // closing or closed is not added: it has left every group for good. Add
 // panics if sess is nil or is not a session of this group's server.
+//
+// In a cluster (WithBroker), the first member on this server makes the server
+// subscribe to the group's broadcasts from the other nodes; Add returns once
+// it has, so the member gets every broadcast made after that on any node.
 func (g *Group) Add(sess *Session) {
-	g.srv.groups.add(g.srv, g.name, sess)
+	if g.srv.groups.add(g.srv, g.name, sess) && g.srv.node != nil {
+		g.srv.node.syncGroup(g.name)
+	}
 }
 
 // Remove ends sess's membership of the group; it does nothing if sess is not
@@ -43,7 +49,9 @@ func (g *Group) Remove(sess *Session) {
 	if sess == nil {
 		return
 	}
-	g.srv.groups.remove(g.name, sess)
+	if g.srv.groups.remove(g.name, sess) && g.srv.node != nil {
+		g.srv.node.groupEmptied(g.name)
+	}
 }
 
 // Contains reports whether sess is a member of the group.
@@ -128,7 +136,9 @@ type members struct {
 // emptied, or a room that emptied out, holds memory for what is left.
 const shrinkFloor = 64
 
-func (gs *groupSet) add(srv *Server, name string, s *Session) {
+// add makes s a member of the group and reports whether the group was
+// created (it had no members).
+func (gs *groupSet) add(srv *Server, name string, s *Session) (created bool) {
 	if s == nil {
 		panic("netmsg: Group.Add of a nil *Session")
 	}
@@ -142,7 +152,7 @@ func (gs *groupSet) add(srv *Server, name string, s *Session) {
 	// the close began: a session seen open here is removed by it later, and
 	// one seen closing is not added, so no membership outlives its session.
 	if s.isClosing() || ext == nil {
-		return
+		return false
 	}
 	g := gs.m[name]
 	if g == nil {
@@ -152,27 +162,32 @@ func (gs *groupSet) add(srv *Server, name string, s *Session) {
 		g = &members{at: make(map[*Session]int)}
 		gs.m[name] = g
 		gs.peak = max(gs.peak, len(gs.m))
+		created = true
 	} else if _, ok := g.at[s]; ok {
-		return
+		return false
 	}
 	g.at[s] = len(g.list)
 	g.list = append(g.list, s)
 	g.peak = max(g.peak, len(g.list))
 	ext.groups = append(ext.groups, name)
+	return created
 }
 
-func (gs *groupSet) remove(name string, s *Session) {
+// remove ends s's membership of the group and reports whether the group is
+// gone (s was its last member).
+func (gs *groupSet) remove(name string, s *Session) (emptied bool) {
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
 	g := gs.m[name]
 	if g == nil {
-		return
+		return false
 	}
 	if !g.drop(s) {
-		return
+		return false
 	}
 	if len(g.list) == 0 {
 		gs.delete(name)
+		emptied = true
 	}
 	if ext := s.ext.Load(); ext != nil {
 		if i := slices.Index(ext.groups, name); i >= 0 {
@@ -182,6 +197,7 @@ func (gs *groupSet) remove(name string, s *Session) {
 			}
 		}
 	}
+	return emptied
 }
 
 // drop removes s from g's members and reports whether it was one; gs.mu is
@@ -227,21 +243,24 @@ func (gs *groupSet) delete(name string) {
 	}
 }
 
-// leaveAll ends every membership of s. The server calls it once, when the
+// leaveAll ends every membership of s and appends the names of the groups
+// it was the last member of to emptied. The server calls it once, when the
 // session's connection has ended.
-func (gs *groupSet) leaveAll(s *Session) {
+func (gs *groupSet) leaveAll(s *Session, emptied []string) []string {
 	ext := s.ext.Load()
 	if ext == nil {
-		return
+		return emptied
 	}
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
 	for _, name := range ext.groups {
 		if g := gs.m[name]; g != nil && g.drop(s) && len(g.list) == 0 {
 			gs.delete(name)
+			emptied = append(emptied, name)
 		}
 	}
 	ext.groups = nil
+	return emptied
 }
 
 func (gs *groupSet) contains(name string, s *Session) bool {

@@ -68,6 +68,7 @@ type mailbox struct {
 	held     bool // OnSessionOpen runs: queue, but do not dispatch yet
 	closed   bool
 	waiting  bool // the read loop waits for room
+	gone     bool // the socket is closed: the read loop must not wait for room
 	drained  bool
 	expired  bool // DisconnectTimeout passed since the close began
 	onDrain  func()
@@ -105,7 +106,7 @@ func (m *mailbox) push(in *inbound) {
 		m.dropLate(in)
 		return
 	}
-	for !m.closed && len(m.q)-m.head > 0 &&
+	for !m.closed && !m.gone && len(m.q)-m.head > 0 &&
 		(len(m.q)-m.head >= cfg.mailboxSize || m.bytes+in.cost > cfg.mailboxBytes) {
 		m.waiting = true
 		m.room.Wait()
@@ -138,6 +139,16 @@ func (m *mailbox) dropLate(in *inbound) {
 	m.s.ep.cfg.logger.Debug("netmsg: dropped an envelope that arrived after the session began to close",
 		"type", string(in.env.Type), "session", m.s.id)
 	in.recycle()
+}
+
+// socketGone wakes a read loop waiting for room once the socket is closed:
+// its next read fails and ends the session with the right cause. What it
+// holds is queued over the bounds (by one), as when the close begins.
+func (m *mailbox) socketGone() {
+	m.mu.Lock()
+	m.gone = true
+	m.room.Broadcast()
+	m.mu.Unlock()
 }
 
 // isWaiting reports whether the read loop waits for room (the peer is
@@ -551,10 +562,20 @@ func (s *Session) handleRequest(w *worker, in *inbound) {
 // replyOwn queues an answer produced on this session's dispatcher and, when
 // no writer runs, writes it here: the dispatcher has nothing else to do for
 // the session meanwhile, and the answer leaves without a goroutine handoff.
+//
+// When more envelopes wait in the mailbox, the answer is handed to a writer
+// instead: it writes while this dispatcher runs the next handler, and the
+// answers produced meanwhile join its next write, so pipelined requests are
+// answered with one system call for several answers rather than one each.
 func (s *Session) replyOwn(f *frame) {
-	if s.out.pushOwn(f) {
-		s.out.flushOwn()
+	if !s.out.pushOwn(f) {
+		return // a writer runs; the answer joins its next batch
 	}
+	if s.mbox.queuedLen() > 0 {
+		s.ep.startWriter(&s.out)
+		return
+	}
+	s.out.flushOwn()
 }
 
 // invoke runs a request handler, turning a panic into CodeInternal.

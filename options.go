@@ -82,11 +82,13 @@ type serverConfig struct {
 	authorize      func(r *http.Request) (context.Context, error)
 	onSessionOpen  func(*Session)
 	onSessionClose func(*Session, *CloseError)
+	broker         Broker
 }
 
 type clientConfig struct {
 	config
 	header         http.Header
+	urls           []string
 	tlsConfig      *tls.Config
 	dialTimeout    time.Duration
 	reconnect      backoff.BackOff
@@ -337,6 +339,19 @@ func WithHeader(h http.Header) ClientOption {
 	return clientOption(func(c *clientConfig) { c.header = h })
 }
 
+// WithURLs adds servers (ws:// or wss:// URLs) the client may connect to
+// besides the one given to NewClient, such as the other nodes of a cluster
+// (WithBroker). The client tries them in turn, the NewClient URL first:
+// when a connection is lost the next attempt goes to the next server in the
+// list, and every failed attempt moves on to the one after it, so clients of
+// a node that went away land on one that is up, and re-join in OnConnect.
+// Without WithReconnect, Connect tries each one once, in turn. Client.URL
+// tells which one a client is on.
+func WithURLs(urls ...string) ClientOption {
+	urls = slices.Clone(urls)
+	return clientOption(func(c *clientConfig) { c.urls = append(c.urls, urls...) })
+}
+
 // WithTLSConfig sets the TLS configuration for wss:// URLs. The client uses a
 // clone and never modifies the one passed in.
 func WithTLSConfig(cfg *tls.Config) ClientOption {
@@ -413,6 +428,7 @@ type ReconnectAttempt struct {
 	Attempt int           // from 1, counting since the connection was lost
 	Delay   time.Duration // the wait before the attempt: the server's hint, if any, plus the backoff's jittered delay
 	Err     error         // why: the *CloseError that ended the connection, or the previous attempt's error
+	URL     string        // the server the attempt dials (see WithURLs)
 }
 
 // WithOnReconnectAttempt is called before each reconnection attempt (and each

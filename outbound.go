@@ -50,6 +50,10 @@ func (f *frame) release() {
 
 var payloadPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
+// rawPayload is a value already encoded with the session's serializer
+// (what another node of a cluster sends): encodeFrame copies it as it is.
+type rawPayload []byte
+
 func encodeFrame(ser serializer.Serializer, limit int, kind wire.Kind, id uint64, name string, v any, timeoutMs uint64, md map[string]string) (*frame, error) {
 	if len(md) > wire.MaxMetadataEntries {
 		return nil, fmt.Errorf("netmsg: cannot send %s with %d metadata entries: at most %d", name, len(md), wire.MaxMetadataEntries)
@@ -57,7 +61,9 @@ func encodeFrame(ser serializer.Serializer, limit int, kind wire.Kind, id uint64
 	var payload []byte
 	var pb *[]byte
 	var err error
-	if am, ok := ser.(serializer.AppendMarshaler); ok {
+	if raw, ok := v.(rawPayload); ok {
+		payload = raw
+	} else if am, ok := ser.(serializer.AppendMarshaler); ok {
 		pb = payloadPool.Get().(*[]byte)
 		payload, err = am.MarshalAppend((*pb)[:0], v)
 	} else {
@@ -432,13 +438,25 @@ func (o *outbound) flush() {
 		if err != nil {
 			o.writing = false
 			if errors.Is(err, net.ErrClosed) {
-				// This side closed the socket: Close or Kill (the session's
-				// cause is set already), or gws on the read loop after the
-				// peer's close frame or a read error. The read loop ends now
-				// and ended records why; a network error recorded here would
-				// win over the peer's close code and its reconnect hint.
+				// The socket is closed under the session: by Close or Kill
+				// (the cause is set already), by gws on the read loop after
+				// the peer's close frame or a read error, or by whatever owns
+				// the net.Conn. The read loop's next read fails, and ended
+				// records why: a network error recorded here would win over
+				// the peer's close code and its reconnect hint. A read loop
+				// waiting for mailbox room is woken to go and read.
 				o.state = outDone
 				o.mu.Unlock()
+				o.s.mbox.socketGone()
+				if !o.s.isClosing() {
+					// Should the read loop not get to record why (nothing
+					// is known to keep it from it), the session still ends.
+					time.AfterFunc(min(time.Second, o.s.ep.cfg.writeTimeout), func() {
+						if !o.s.isClosing() {
+							o.s.writeFailed(err)
+						}
+					})
+				}
 				return
 			}
 			o.mu.Unlock()

@@ -33,9 +33,13 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[string]*Session
-	groups   groupSet
-	closing  bool
-	https    []*http.Server
+	// upgrading holds the ids of sessions whose handshake answer is being
+	// written: the client may know its id (and tell others) a moment before
+	// the session is registered; Session waits for that moment.
+	upgrading map[string]chan struct{}
+	groups    groupSet
+	closing   bool
+	https     []*http.Server
 
 	// handshakes counts ServeHTTP calls in progress; Shutdown waits for them.
 	handshakes sync.WaitGroup
@@ -44,6 +48,8 @@ type Server struct {
 	shutdownOnce sync.Once
 	shutdownErr  error
 	shutdownDone chan struct{}
+
+	node *node // with WithBroker: this server's part in the cluster
 }
 
 // NewServer returns a server configured by opts.
@@ -72,6 +78,9 @@ func NewServer(opts ...ServerOption) *Server {
 		}
 	}
 	srv.upgrader = transport.NewUpgrader(srv.cfg.transportOptions(), srv.protos, srv.cfg.handshakeTimeout)
+	if srv.cfg.broker != nil {
+		srv.node = newNode(srv, srv.cfg.broker)
+	}
 	return srv
 }
 
@@ -137,17 +146,30 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	id := newSessionID()
+	id := srv.newSessionID()
+	registered := make(chan struct{})
+	srv.mu.Lock()
+	if srv.upgrading == nil {
+		srv.upgrading = make(map[string]chan struct{})
+	}
+	srv.upgrading[id] = registered
+	srv.mu.Unlock()
 	conn, err := srv.upgrader.Upgrade(w, r, id)
 	if err != nil {
+		srv.mu.Lock()
+		delete(srv.upgrading, id)
+		srv.mu.Unlock()
+		close(registered)
 		srv.cfg.logger.Debug("netmsg: upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	s := newSession(&srv.ep, id, conn, srv.accepts[conn.SubProtocol()], context.WithoutCancel(base))
 	srv.mu.Lock()
 	srv.sessions[id] = s
+	delete(srv.upgrading, id)
 	closing := srv.closing
 	srv.mu.Unlock()
+	close(registered)
 	srv.ep.observeOpen(s)
 	if open := srv.cfg.onSessionOpen; open != nil && !closing {
 		// OnSessionOpen runs before any message or request is handled, but
@@ -160,7 +182,9 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	srv.ep.startReading(s)
 	if closing {
-		s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: "server shutting down"}, closeHard)
+		// Shutdown began while this handshake completed (the client may
+		// already count as connected): the same 1001 and hint as the rest.
+		s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: shutdownText}, closeHard)
 	}
 }
 
@@ -220,6 +244,15 @@ func (srv *Server) originAllowed(r *http.Request) bool {
 	return false
 }
 
+// newSessionID returns the id of a new session: in a cluster it names the
+// node, so that other nodes find the session.
+func (srv *Server) newSessionID() string {
+	if srv.node != nil {
+		return srv.node.sessionID()
+	}
+	return newSessionID()
+}
+
 // sessionDetached is the server's bookkeeping for a session whose
 // connection has ended: it is no longer one of the server's sessions, nor a
 // member of any group.
@@ -227,7 +260,12 @@ func (srv *Server) sessionDetached(s *Session, _ *CloseError) {
 	srv.mu.Lock()
 	delete(srv.sessions, s.id)
 	srv.mu.Unlock()
-	srv.groups.leaveAll(s)
+	emptied := srv.groups.leaveAll(s, nil)
+	if srv.node != nil {
+		for _, name := range emptied {
+			srv.node.groupEmptied(name)
+		}
+	}
 }
 
 // sessionClosed reports a closed session once its drain is over, on its
@@ -287,9 +325,21 @@ func (srv *Server) Sessions() iter.Seq[*Session] {
 }
 
 // Session returns the open session with the given ID.
+//
+// A client knows its session id as soon as the handshake answer arrives,
+// which is a moment before the server has registered the session; for an id
+// in that moment Session waits until it is registered.
 func (srv *Server) Session(id string) (*Session, bool) {
 	srv.mu.Lock()
 	s, ok := srv.sessions[id]
+	registered := srv.upgrading[id]
+	srv.mu.Unlock()
+	if ok || registered == nil {
+		return s, ok
+	}
+	<-registered // the handshake answer is being written, within the handshake timeout
+	srv.mu.Lock()
+	s, ok = srv.sessions[id]
 	srv.mu.Unlock()
 	return s, ok
 }
@@ -317,6 +367,9 @@ const SubprotocolV2Prefix = "netmsg.v2."
 
 // shutdownHint is the reconnect hint a draining server sends in its 1001 close.
 const shutdownHint = 500 * time.Millisecond
+
+// shutdownText is the reason text of that close, hint included.
+var shutdownText = "server shutting down; " + reconnectHintKey + shutdownHint.String()
 
 // Shutdown drains the server: new connections are refused with 503 and new
 // requests are answered with CodeUnavailable, handlers already running finish
@@ -347,6 +400,10 @@ func (srv *Server) shutdown(ctx context.Context) error {
 	srv.ep.draining.Store(true)
 	https := srv.https
 	srv.mu.Unlock()
+	if srv.node != nil {
+		// Other nodes get "no session" for this node's sessions from now on.
+		srv.node.close()
+	}
 	for _, hs := range https {
 		_ = hs.Close() // listeners and idle HTTP connections; hijacked ones are ours
 	}
@@ -363,7 +420,6 @@ func (srv *Server) shutdown(ctx context.Context) error {
 	}
 	tick.Stop()
 
-	text := "server shutting down; " + reconnectHintKey + shutdownHint.String()
 	for s := range srv.Sessions() {
 		// Graceful after a complete drain; otherwise at once, but still with
 		// 1001 and the hint, so clients know to come back.
@@ -371,7 +427,7 @@ func (srv *Server) shutdown(ctx context.Context) error {
 		if err != nil {
 			mode = closeHard
 		}
-		s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: text}, mode)
+		s.closeWith(&CloseError{Reason: CloseServerShutdown, Code: closeCodeGoingAway, Text: shutdownText}, mode)
 	}
 	srv.ep.stop()
 	// No handshake can register a session once they are done (closing is

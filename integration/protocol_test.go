@@ -118,8 +118,10 @@ func TestProtocolPingEnvelopeKeepsSilentPeerAlive(t *testing.T) {
 	// Three receive timeouts of PINGs and nothing else.
 	end := time.Now().Add(3 * timeout)
 	var id uint64
+	var last time.Time // when the last PING was sent: silence begins there
 	for time.Now().Before(end) {
 		id++
+		last = time.Now()
 		var b [8]byte
 		binary.BigEndian.PutUint64(b[:], uint64(time.Now().UnixNano()))
 		p.Send(t, wire.AppendHeaderAndPayload(nil, wire.KindPing, id, "", b[:], 0, nil))
@@ -135,7 +137,7 @@ func TestProtocolPingEnvelopeKeepsSilentPeerAlive(t *testing.T) {
 	t.Logf("%d PINGs answered; %d WebSocket pings ignored", id, len(p.Pings))
 
 	// Silence: the server's receive timeout closes the session.
-	silent := time.Now()
+	silent := last
 	c := srv.CloseOf(t, ss)
 	assert.Equal(t, netmsg.CloseConnectionLost, c.Err.Reason, "%v", c.Err)
 	took := c.At.Sub(silent)

@@ -224,3 +224,24 @@ func TestSessionLooksClosedInsideOnSessionClose(t *testing.T) {
 	assert.Same(t, st.ce, st.err, "Session.Err() inside OnSessionClose is not the *CloseError passed to it")
 	assert.True(t, st.done, "Session.Done() is not closed inside OnSessionClose")
 }
+
+// A client knows its session id when Connect returns; Server.Session finds
+// it from that moment (the server registers it just after writing the
+// handshake answer, and Session waits for a handshake in flight), and
+// Server.SendTo reaches it.
+func TestSessionFoundAsSoonAsConnected(t *testing.T) {
+	t.Parallel()
+	srv := nettest.StartServer(t)
+	for range 50 {
+		c := nettest.Connect(t, srv.URL)
+		id := c.Session().ID()
+		s, ok := srv.Session(id)
+		require.True(t, ok, "session %s not found right after Connect", id)
+		assert.Equal(t, id, s.ID())
+		require.NoError(t, srv.SendTo(context.Background(), id, itNote{Text: "hi"}))
+		require.NoError(t, c.Close())
+	}
+	_, ok := srv.Session("no-such-id")
+	assert.False(t, ok)
+	assert.ErrorIs(t, srv.SendTo(context.Background(), "no-such-id", itNote{}), netmsg.ErrNoSession)
+}

@@ -44,6 +44,10 @@ type netConn struct {
 
 	closeSent atomic.Bool // a close frame of this side's own went out
 
+	// closeWritten is set (under wmu) once a close frame has been written:
+	// a connection carries one, so later ones are dropped.
+	closeWritten bool
+
 	// refused is the code of a close frame gws wrote with the inflater's
 	// 1011 and fixInflateClose corrected (1007 or 1009), 0 if none.
 	refused atomic.Uint32
@@ -95,7 +99,17 @@ func (c *netConn) Write(p []byte) (int, error) {
 			return len(p), nil
 		}
 	}
-	if len(p) > 4 && p[0] == 0x88 { // FIN + close opcode, a whole frame in one write
+	if len(p) >= 2 && p[0] == 0x88 { // FIN + close opcode, a whole frame in one write
+		if c.closeWritten {
+			// gws answers the peer's close frame on the read loop. When this
+			// side's own close went out first (WriteCloseFrame writes it and
+			// then half-closes the socket), the peer's answer can be read and
+			// answered before the half close: a second close frame, after
+			// which a browser fails the connection (1006) instead of
+			// reporting the first one's code and text.
+			return len(p), nil
+		}
+		c.closeWritten = true
 		if code := fixInflateClose(p); code != 0 {
 			c.refused.Store(uint32(code))
 		}

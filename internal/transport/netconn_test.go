@@ -1,9 +1,12 @@
 package transport
 
 import (
+	"io"
+	"net"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func closeFrame(code uint16, text string, key []byte) []byte {
@@ -44,4 +47,26 @@ func TestFixInflateClose(t *testing.T) {
 			assert.Equal(t, tc.want, p)
 		})
 	}
+}
+
+// A connection carries one close frame: gws's answer to the peer's close,
+// written after this side's own close frame, must not reach the peer.
+func TestOneCloseFramePerConnection(t *testing.T) {
+	t.Parallel()
+	a, b := net.Pipe()
+	nc := newNetConn(a, nil)
+	got := make(chan []byte, 1)
+	go func() {
+		all, _ := io.ReadAll(b)
+		got <- all
+	}()
+	first := closeFrame(1000, "see you", nil)
+	second := closeFrame(1000, "", nil)
+	for _, f := range [][]byte{first, second} {
+		n, err := nc.Write(f)
+		require.NoError(t, err)
+		assert.Equal(t, len(f), n)
+	}
+	require.NoError(t, a.Close())
+	assert.Equal(t, first, <-got)
 }

@@ -14,6 +14,7 @@ import {
   type Stats,
   timeoutError,
 } from "./session.js";
+import { after, at, type Cancel } from "./timers.js";
 import { resolveWebSocket, type WebSocketConstructor } from "./transport.js";
 
 /** The state of a client's connection, as Go's ConnState names it. */
@@ -459,16 +460,15 @@ async function raceWait(name: string, p: Promise<unknown>, deadline: number | un
     await p;
     return;
   }
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timer: Cancel | undefined;
   let onAbort: (() => void) | undefined;
   try {
     await Promise.race([
       p,
       new Promise<never>((_, reject) => {
         if (deadline !== undefined) {
-          timer = setTimeout(
-            () => reject(new NotConnectedError("no connection before the deadline", Code.DeadlineExceeded, { cause: timeoutError(name) })),
-            Math.max(0, deadline - Date.now()),
+          timer = at(deadline, () =>
+            reject(new NotConnectedError("no connection before the deadline", Code.DeadlineExceeded, { cause: timeoutError(name) })),
           );
         }
         if (signal) {
@@ -481,7 +481,7 @@ async function raceWait(name: string, p: Promise<unknown>, deadline: number | un
       }),
     ]);
   } finally {
-    if (timer !== undefined) clearTimeout(timer);
+    timer?.();
     if (onAbort) signal?.removeEventListener("abort", onAbort);
   }
 }
@@ -494,13 +494,13 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
       return;
     }
     const onAbort = () => {
-      clearTimeout(timer);
+      cancel();
       reject(signal.reason);
     };
-    const timer = setTimeout(() => {
+    const cancel = after(ms, () => {
       signal.removeEventListener("abort", onAbort);
       resolve();
-    }, ms);
+    });
     signal.addEventListener("abort", onAbort, { once: true });
   });
 }

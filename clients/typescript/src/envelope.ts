@@ -155,7 +155,7 @@ export function encodeEnvelope(e: Partial<Envelope> & { kind: Kind }): Uint8Arra
   }
   if (e.timeoutMs) {
     w.tag(6, WIRE_VARINT);
-    w.varint(Math.max(0, Math.ceil(e.timeoutMs)));
+    w.varint(Math.min(Math.max(0, Math.ceil(e.timeoutMs)), Number.MAX_SAFE_INTEGER));
   }
   if (e.metadata) {
     const keys = Object.keys(e.metadata).sort(compareUTF16AsBytes);

@@ -9,6 +9,7 @@ import { Kind } from "./envelope.js";
 import { CloseError, CloseReason, Code, isAbortReason, isTimeoutReason, NetmsgError } from "./errors.js";
 import type { HandlerContext, Handlers } from "./handlers.js";
 import type { Session, Stats } from "./session.js";
+import { after, type Cancel } from "./timers.js";
 
 /** What the inbox needs from its session. */
 export interface InboxHost {
@@ -29,7 +30,7 @@ export interface InboxHost {
 
 interface InflightRequest {
   ctl: AbortController; // aborted by CANCEL, the deadline, or the close
-  timer: ReturnType<typeof setTimeout> | undefined;
+  timer: Cancel | undefined;
 }
 
 interface Inbound {
@@ -72,7 +73,7 @@ export class Inbox {
     }
     const r: InflightRequest = { ctl: new AbortController(), timer: undefined };
     if (env.timeoutMs > 0) {
-      r.timer = setTimeout(() => r.ctl.abort(new DOMException("deadline exceeded", "TimeoutError")), env.timeoutMs);
+      r.timer = after(env.timeoutMs, () => r.ctl.abort(new DOMException("deadline exceeded", "TimeoutError")));
     }
     this.#inflight.set(env.id, r);
     this.#enqueue({ env, req: r, cost: env.payload.length + inboundOverhead });
@@ -83,7 +84,7 @@ export class Inbox {
     const r = this.#inflight.get(id);
     if (!r) return; // unknown or finished: ignored
     this.#inflight.delete(id);
-    if (r.timer !== undefined) clearTimeout(r.timer);
+    r.timer?.();
     r.ctl.abort(new DOMException("the caller canceled the request", "AbortError"));
   }
 
@@ -95,7 +96,7 @@ export class Inbox {
   close(ce: CloseError): void {
     this.#closed = true;
     for (const r of this.#inflight.values()) {
-      if (r.timer !== undefined) clearTimeout(r.timer);
+      r.timer?.();
       r.ctl.abort(ce);
     }
   }
@@ -219,7 +220,7 @@ export class Inbox {
 
   /** Ends request id; true when its caller still waits for the answer. */
   #finish(id: Id, r: InflightRequest): boolean {
-    if (r.timer !== undefined) clearTimeout(r.timer);
+    r.timer?.();
     if (this.#inflight.get(id) !== r) return false;
     this.#inflight.delete(id);
     return !this.#closed;

@@ -14,6 +14,7 @@ import {
 } from "./errors.js";
 import type { Handlers } from "./handlers.js";
 import { Inbox } from "./inbox.js";
+import { after, at, type Cancel, maxTimerDelay } from "./timers.js";
 import { decodeJSON, encodeJSON } from "./json.js";
 import {
   closeSocket,
@@ -139,7 +140,7 @@ export class Session {
   #pingSeq = 0;
   readonly #pingsOut = new Map<Id, number>(); // PINGs awaiting their PONG: id → performance.now()
   #rtt = 0;
-  #graceTimer: ReturnType<typeof setTimeout> | undefined;
+  #graceTimer: Cancel | undefined;
 
   private constructor(ws: WebSocketLike, cfg: SessionConfig) {
     this.#ws = ws;
@@ -193,11 +194,11 @@ export class Session {
       let settled = false;
       let lastError: unknown;
       const onAbort = () => fail("aborted", signal?.reason);
-      const timer = setTimeout(() => fail(`no handshake within ${timeoutMs} ms`), timeoutMs);
+      const cancelTimer = after(timeoutMs, () => fail(`no handshake within ${timeoutMs} ms`));
       signal?.addEventListener("abort", onAbort, { once: true });
       const settle = () => {
         settled = true;
-        clearTimeout(timer);
+        cancelTimer();
         signal?.removeEventListener("abort", onAbort);
       };
       const fail = (detail: string, cause?: unknown) => {
@@ -284,25 +285,25 @@ export class Session {
     let frame: Uint8Array;
     const id = ++this.#nextId;
     try {
-      const timeoutMs = deadline === undefined ? 0 : Math.max(1, Math.floor(deadline - Date.now()));
+      const timeoutMs = deadline === undefined ? 0 : Math.min(Math.max(1, Math.floor(deadline - Date.now())), Number.MAX_SAFE_INTEGER);
       frame = encodeEnvelope({ kind: Kind.Request, id, type: name, payload: encodeJSON(req), timeoutMs, metadata });
       this.#checkSize(frame);
     } catch (err) {
       return Promise.reject(err);
     }
     return new Promise((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
+      let timer: Cancel | undefined;
       const onAbort = () => this.#giveUp(id, abortError(name, signal?.reason));
       const call: PendingCall = {
         name,
         resolve,
         reject,
         done: () => {
-          if (timer !== undefined) clearTimeout(timer);
+          timer?.();
           signal?.removeEventListener("abort", onAbort);
         },
       };
-      if (deadline !== undefined) timer = setTimeout(() => this.#giveUp(id, timeoutError(name)), deadline - Date.now());
+      if (deadline !== undefined) timer = at(deadline, () => this.#giveUp(id, timeoutError(name)));
       signal?.addEventListener("abort", onAbort, { once: true });
       this.#pending.set(id, call);
       try {
@@ -349,7 +350,7 @@ export class Session {
     switch (mode) {
       case "graceful":
         closeSocket(this.#ws, ce.code, ce.text);
-        this.#graceTimer = setTimeout(() => this.#finish(), this.#cfg.disconnectTimeout);
+        this.#graceTimer = after(this.#cfg.disconnectTimeout, () => this.#finish());
         break;
       case "drop":
         // The link is dead or broken: tell the server if the socket still
@@ -366,7 +367,7 @@ export class Session {
   #finish(): void {
     if (this.#ended) return;
     this.#ended = true;
-    if (this.#graceTimer !== undefined) clearTimeout(this.#graceTimer);
+    this.#graceTimer?.();
     const ws = this.#ws;
     ws.onmessage = ws.onclose = null;
     ws.onerror = () => {};
@@ -528,7 +529,7 @@ export class Session {
   #startHeartbeat(): void {
     const { heartbeatInterval, receiveTimeout } = this.#cfg;
     const enforce = receiveTimeout > 0 && this.pings;
-    const period = heartbeatInterval > 0 ? heartbeatInterval : enforce ? receiveTimeout / 4 : 0;
+    const period = Math.min(heartbeatInterval > 0 ? heartbeatInterval : enforce ? receiveTimeout / 4 : 0, maxTimerDelay);
     if (period <= 0 || (!this.pings && !enforce)) return;
     this.#tick = setInterval(() => {
       const now = Date.now();

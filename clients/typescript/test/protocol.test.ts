@@ -361,6 +361,21 @@ describe("requests from the server", () => {
     assert.ok(took >= 140 && took < 2000, `took ${took}`);
   });
 
+  test("a far deadline (timeout_ms beyond setTimeout's range) does not abort the handler", async () => {
+    const { c, p } = await pair({ heartbeatInterval: 0 });
+    c.handle(Echo, async (req, ctx) => {
+      await delay(100);
+      return { Text: ctx.signal.aborted ? "aborted" : req.Text };
+    });
+    const far = new Uint8Array([0x08, 0x02, 0x10, 0x08, 0x1a, 0x08, ...enc.encode("raw.Echo"), 0x22, 0x0c, ...enc.encode('{"Text":"x"}'), 0x30, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+    const env = decodeEnvelope(far);
+    assert.equal(env.timeoutMs, Number.MAX_SAFE_INTEGER);
+    p.ws.send(far);
+    const resp = await p.take((e) => e.id === 8);
+    assert.equal(resp.kind, Kind.Response);
+    assert.deepEqual(JSON.parse(dec.decode(resp.payload)), { Text: "x" });
+  });
+
   test("a MESSAGE's id is ignored; metadata reaches the handler", async () => {
     const { c, p } = await pair({ heartbeatInterval: 0 });
     const got: [number, Record<string, string>][] = [];
@@ -390,6 +405,16 @@ describe("requests to the server", () => {
     p.send({ kind: Kind.Error, id: req2.id, error: { code: Code.ResourceExhausted, message: "full" } });
     const err = await none.catch((e: unknown) => e);
     assert.ok(err instanceof NetmsgError && err.code === Code.ResourceExhausted && err.rawMessage === "full");
+  });
+
+  test("a timeout beyond setTimeout's range is a far deadline, not an immediate one", async () => {
+    const { c, p } = await pair({ heartbeatInterval: 0 });
+    const call = c.request(Echo, { Text: "x" }, { timeout: Number.MAX_SAFE_INTEGER });
+    const req = await p.take((e) => e.kind === Kind.Request);
+    assert.ok(req.timeoutMs > 2 ** 40, String(req.timeoutMs));
+    await delay(100);
+    p.send({ kind: Kind.Response, id: req.id, payload: enc.encode('{"Text":"fine"}') });
+    assert.deepEqual(await call, { Text: "fine" });
   });
 
   test("on timeout a CANCEL follows, and the late answer is counted, not delivered", async () => {

@@ -19,6 +19,8 @@ import {
   parseReconnectAfter,
 } from "@netmsg/client";
 
+import { after, at } from "../src/timers.js";
+
 describe("Go durations and the reconnect hint", () => {
   test("parseGoDuration follows time.ParseDuration", () => {
     const cases: [string, number | undefined][] = [
@@ -142,5 +144,28 @@ describe("backoff", () => {
     assert.equal(b.next(), 500);
     assert.equal(b.next(), 800);
     assert.equal(b.next(), undefined);
+  });
+});
+
+describe("timers", () => {
+  test("delays past setTimeout's 24.8-day limit do not fire at once", async () => {
+    let fired = 0;
+    const cancelLong = after(2 ** 31 + 1000, () => fired++);
+    const cancelInf = after(Infinity, () => fired++);
+    let soon = 0;
+    after(5, () => soon++);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(soon, 1);
+    assert.equal(fired, 0);
+    cancelLong();
+    cancelInf();
+  });
+
+  test("a cancelled timer never fires", async () => {
+    let fired = 0;
+    const cancel = at(Date.now() + 20, () => fired++);
+    cancel();
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(fired, 0);
   });
 });

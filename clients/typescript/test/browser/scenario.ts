@@ -145,6 +145,22 @@ async function scenario(): Promise<void> {
 
   await client.close();
   check("closed", client.state === "closed", client.state);
+
+  // Close frames cross PINGs: the server's close must reach the page with
+  // its code and text every time (a second close frame after it, gws's
+  // answer to the page's reply, once made Chromium report 1006).
+  const seenCodes: Record<string, number> = {};
+  for (let i = 0; i < 40; i++) {
+    let ce: CloseError | undefined;
+    const c = new Client(`ws://${location.host}/ws`, { heartbeatInterval: 2, onDisconnect: (e) => (ce = e) });
+    await c.connect();
+    await c.request(CloseRequest, { Mode: "close", Text: "bye", DelayMs: 5 });
+    await until(() => ce !== undefined, 5000);
+    const k = `${ce?.code} ${ce?.text}`;
+    seenCodes[k] = (seenCodes[k] ?? 0) + 1;
+    await c.close();
+  }
+  check("40 server closes under PING traffic all arrive as 1000 with their text", seenCodes["1000 bye"] === 40, seenCodes);
 }
 
 async function report(): Promise<void> {
