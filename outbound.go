@@ -448,15 +448,6 @@ func (o *outbound) flush() {
 				o.state = outDone
 				o.mu.Unlock()
 				o.s.mbox.socketGone()
-				if !o.s.isClosing() {
-					// Should the read loop not get to record why (nothing
-					// is known to keep it from it), the session still ends.
-					time.AfterFunc(min(time.Second, o.s.ep.cfg.writeTimeout), func() {
-						if !o.s.isClosing() {
-							o.s.writeFailed(err)
-						}
-					})
-				}
 				return
 			}
 			o.mu.Unlock()

@@ -120,23 +120,7 @@ func RunBroadcast(c *Child, kind string, n, size, reps int, raw bool) (*Broadcas
 	if err := s.connect(c, kind, n, raw); err != nil {
 		return nil, err
 	}
-	one := func() (time.Duration, error) {
-		if _, err := c.Do("arm "+strconv.Itoa(n), time.Minute); err != nil {
-			return 0, err
-		}
-		t0 := time.Now()
-		if err := s.broadcast(); err != nil {
-			return 0, err
-		}
-		l, err := c.Next(2 * time.Minute)
-		if err != nil {
-			return 0, err
-		}
-		if l != "done" {
-			return 0, fmt.Errorf("harness: %s broadcast: child says %q", kind, l)
-		}
-		return time.Since(t0), nil
-	}
+	one := func() (time.Duration, error) { return timeBroadcast(c, kind, "broadcast", n, s.broadcast) }
 	if _, err := one(); err != nil {
 		return nil, err
 	}
@@ -208,4 +192,24 @@ func Median(ds []time.Duration) time.Duration {
 	}
 	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
 	return ds[len(ds)/2]
+}
+
+// timeBroadcast arms the child to count n deliveries, runs broadcast and
+// returns the time until the child has counted them all.
+func timeBroadcast(c *Child, kind, what string, n int, broadcast func() error) (time.Duration, error) {
+	if _, err := c.Do("arm "+strconv.Itoa(n), time.Minute); err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	if err := broadcast(); err != nil {
+		return 0, err
+	}
+	l, err := c.Next(2 * time.Minute)
+	if err != nil {
+		return 0, err
+	}
+	if l != "done" {
+		return 0, fmt.Errorf("harness: %s %s: child says %q", kind, what, l)
+	}
+	return time.Since(t0), nil
 }

@@ -117,23 +117,7 @@ func RunGroups(c *Child, kind string, n, g, size, reps int, raw bool) (*GroupsRe
 		time.Sleep(10 * time.Millisecond)
 	}
 	s.assign(g)
-	one := func() (time.Duration, error) {
-		if _, err := c.Do("arm "+strconv.Itoa(n), time.Minute); err != nil {
-			return 0, err
-		}
-		t0 := time.Now()
-		if err := s.broadcast(); err != nil {
-			return 0, err
-		}
-		l, err := c.Next(2 * time.Minute)
-		if err != nil {
-			return 0, err
-		}
-		if l != "done" {
-			return 0, fmt.Errorf("harness: %s group broadcast: child says %q", kind, l)
-		}
-		return time.Since(t0), nil
-	}
+	one := func() (time.Duration, error) { return timeBroadcast(c, kind, "group broadcast", n, s.broadcast) }
 	if _, err := one(); err != nil { // warm-up
 		return nil, err
 	}
