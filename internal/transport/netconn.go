@@ -56,6 +56,10 @@ type netConn struct {
 	// frame with compression on) come through Write, the library's own
 	// batches through Conn.WriteFrames.
 	wmu sync.Mutex
+
+	// beforeRead, when set, runs on the read loop before each read from the
+	// socket (Conn.BeforeRead).
+	beforeRead func()
 }
 
 func newNetConn(c net.Conn, ahead []byte) *netConn {
@@ -67,6 +71,9 @@ func newNetConn(c net.Conn, ahead []byte) *netConn {
 }
 
 func (c *netConn) Read(p []byte) (int, error) {
+	if c.beforeRead != nil {
+		c.beforeRead()
+	}
 	n, err := c.r.Read(p)
 	if n > 0 {
 		c.rx.Add(uint64(n))
