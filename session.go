@@ -54,6 +54,11 @@ type Session struct {
 	hb    heartbeat
 	cbq   callbackQueue
 	rtt   atomic.Int64
+	rl    readLoop // handlers run inline on the read loop (inline.go)
+
+	// canHold: the read loop may write its answers itself, waiting for the
+	// socket a bounded time (transport.Conn.CanWriteUntil).
+	canHold bool
 
 	// ext holds what other parts of the library keep per session (group
 	// membership, typed values; key.go): nil until first used, released
@@ -84,6 +89,8 @@ func newSession(ep *endpoint, id string, conn *transport.Conn, ser serializer.Se
 		drained: make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancelCause(base)
+	s.rl.mctx.s = s
+	s.canHold = conn.CanWriteUntil()
 	s.out.init(s)
 	s.mbox.init(s)
 	s.cbq.init(ep)
@@ -109,7 +116,13 @@ func (s *Session) Serializer() serializer.Serializer { return s.ser }
 func (s *Session) RTT() time.Duration { return time.Duration(s.rtt.Load()) }
 
 // Done returns a channel that is closed when the connection has ended.
-func (s *Session) Done() <-chan struct{} { return s.done }
+//
+// A handler waiting on it from the read loop hands the reading to another
+// goroutine first (see "Handlers" in the package documentation).
+func (s *Session) Done() <-chan struct{} {
+	s.handoffNow()
+	return s.done
+}
 
 // Err returns why the session closed, or nil while it is open.
 func (s *Session) Err() *CloseError {
@@ -146,6 +159,7 @@ func (s *Session) Kick(reason string) error {
 // by DisconnectTimeout (then the connection is dropped); the extra second
 // only guards against a bug.
 func (s *Session) waitDone() {
+	s.handoffNow() // a handler of s, inline, would wait for itself
 	t := time.NewTimer(s.ep.cfg.disconnectTimeout + time.Second)
 	defer t.Stop()
 	select {
@@ -279,6 +293,9 @@ func (s *Session) ended(err error) {
 	}
 	s.hb.stop()
 	s.out.release()
+	if s.rl.reg {
+		s.ep.inl.remove(s)
+	}
 	s.ep.detach(s, ce)
 	close(s.done)
 	s.mbox.whenDrained(func() {
