@@ -103,8 +103,8 @@ func (s *Session) runInline(in *inbound) {
 	}
 	run := rl.word.Load()>>2 + 1
 	rl.cur = in
-	if in.hctx != nil {
-		in.hctx.s, in.hctx.run = s, run
+	if in.env.Kind == wire.KindRequest {
+		in.run = run // bindHandlerCtx links the handler's ctx to the run
 	} else if in.ctx == s.ctx {
 		in.ctx = &rl.mctx
 	}

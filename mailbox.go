@@ -16,9 +16,12 @@ import (
 type inbound struct {
 	msg  *transport.Message
 	env  wire.Envelope
-	ctx  context.Context // the handler's context: s.ctx for messages, hctx for requests
-	hctx *handlerCtx     // requests
+	ctx  context.Context // a message handler's context
+	hctx *handlerCtx     // a request handler's, once its handler starts (bindHandlerCtx)
 	cost int             // what it holds in memory, counted against MailboxBytes
+
+	deadline int64  // a request's deadline (unix nanoseconds), 0: none
+	run      uint64 // the inline run it is handled in, 0: on a dispatcher
 
 	// registered: the request is in the mailbox's inflight table (CANCEL
 	// finds it). A request run inline is registered only if handed off.
@@ -304,7 +307,9 @@ func (m *mailbox) cancel(id uint64) {
 	in := m.inflight[id]
 	if in != nil {
 		delete(m.inflight, id)
-		in.hctx.cancel()
+		if in.hctx != nil { // else bindHandlerCtx sees it gone
+			in.hctx.cancel()
+		}
 	}
 	m.mu.Unlock()
 }
@@ -426,8 +431,9 @@ func (s *Session) acceptRequest(in *inbound) {
 		s.mbox.dropLate(in)
 		return
 	}
-	in.hctx = newHandlerCtx(s.ctx, msDuration(in.env.TimeoutMs))
-	in.ctx = in.hctx
+	if in.env.TimeoutMs > 0 {
+		in.deadline = time.Now().Add(msDuration(in.env.TimeoutMs)).UnixNano()
+	}
 	if s.ep.cfg.inline && s.mbox.tryInline() {
 		s.runInline(in)
 		return
@@ -524,12 +530,12 @@ func (s *Session) handle(w *worker, in *inbound, inl uint64) {
 	if inl != 0 {
 		defer s.endInline(inl) // before the recycle: a handoff may read in
 	}
-	if len(in.env.Metadata) > 0 {
-		in.ctx = withIncoming(in.ctx, in.env.Metadata)
-	}
 	if in.env.Kind == wire.KindRequest {
 		s.handleRequest(w, in, inl)
 		return
+	}
+	if len(in.env.Metadata) > 0 {
+		in.ctx = withIncoming(in.ctx, in.env.Metadata)
 	}
 	e := s.ep.reg.lookup(in.env.Type)
 	if e == nil || e.messages == nil {
@@ -552,7 +558,7 @@ func (s *Session) handle(w *worker, in *inbound, inl uint64) {
 
 func (s *Session) handleRequest(w *worker, in *inbound, inl uint64) {
 	id := in.env.ID
-	if inl == 0 && in.ctx.Err() != nil {
+	if inl == 0 && s.requestOver(in) {
 		// Cancelled or timed out while queued: the caller has stopped waiting.
 		// Once the session closes its callers have failed with the
 		// *CloseError and no answer can be sent: the request is dropped,
@@ -606,6 +612,43 @@ func (s *Session) reply(inl uint64, f *frame) {
 	s.replyOwn(f)
 }
 
+// requestOver reports whether a queued request need not run: its caller
+// cancelled it, its deadline passed or the session is closing.
+func (s *Session) requestOver(in *inbound) bool {
+	if in.deadline != 0 && time.Now().UnixNano() >= in.deadline || s.ctx.Err() != nil {
+		return true
+	}
+	m := &s.mbox
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return in.registered && m.inflight[in.env.ID] != in
+}
+
+// bindHandlerCtx sets up hc, allocated with the request's value, as the
+// handler's context of in and returns the context the handler gets (with
+// the request's metadata). From then on a CANCEL cancels hc; one that came
+// before finds it created cancelled.
+func (s *Session) bindHandlerCtx(in *inbound, hc *handlerCtx) context.Context {
+	hc.parent = s.ctx
+	if in.deadline != 0 {
+		hc.deadline = time.Unix(0, in.deadline)
+	}
+	if in.run != 0 {
+		hc.s, hc.run = s, in.run
+	}
+	m := &s.mbox
+	m.mu.Lock()
+	if in.registered && m.inflight[in.env.ID] != in {
+		hc.canceled = true
+	}
+	in.hctx = hc
+	m.mu.Unlock()
+	if len(in.env.Metadata) > 0 {
+		return withIncoming(hc, in.env.Metadata)
+	}
+	return hc
+}
+
 // replyOwn queues an answer produced on this session's dispatcher and, when
 // no writer runs, writes it here: the dispatcher has nothing else to do for
 // the session meanwhile, and the answer leaves without a goroutine handoff.
@@ -634,7 +677,7 @@ func (s *Session) invoke(e *entry, in *inbound) (resp any, err error) {
 			resp, err = nil, s.handlerPanicked("request", e.name, r)
 		}
 	}()
-	return e.request(in.ctx, s, in)
+	return e.request(s, in)
 }
 
 func errorFrame(id uint64, code Code, msg string) *frame {
