@@ -216,7 +216,7 @@ const watchdogTick = 2 * time.Millisecond
 // inlineWatch is an endpoint's watchdog over the handlers running inline.
 // Its goroutine runs only while some do (and a little after).
 type inlineWatch struct {
-	ep      *endpoint
+	ep       *endpoint
 	now      atomic.Int64  // inline runs in progress
 	running  atomic.Bool   // the watchdog goroutine runs
 	runs     atomic.Uint64 // inline runs begun, for tests
