@@ -92,8 +92,9 @@ func newSession(ep *endpoint, id string, conn *transport.Conn, ser serializer.Se
 func (s *Session) ID() string { return s.id }
 
 // Context returns the session's base context: it carries the values the
-// server's Authorize function returned and is cancelled, with the
-// *CloseError as its cause, as soon as the session begins to close.
+// server's Authorize function returned (none without WithAuthorize) and is
+// cancelled, with the *CloseError as its cause, as soon as the session
+// begins to close.
 func (s *Session) Context() context.Context { return s.ctx }
 
 // RemoteAddr returns the peer's network address.
