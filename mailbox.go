@@ -60,7 +60,7 @@ type mailbox struct {
 	s *Session
 
 	mu       sync.Mutex
-	room     sync.Cond // the read loop waits here for room
+	room     lazyCond // the read loop waits here for room
 	q        []*inbound
 	head     int
 	bytes    int

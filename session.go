@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -332,4 +333,31 @@ func (s *Session) readLoopPanicked(r any) {
 // debugCounts reports what a session still holds, for tests.
 func (s *Session) debugCounts() (inflight, pending, queued int) {
 	return s.mbox.inflightLen(), s.calls.len(), s.mbox.queuedLen()
+}
+
+// lazyCond is a sync.Cond made on the first Wait: a mailbox's read loop
+// rarely has to wait for room, and a sync.Cond is 56 bytes of every session.
+// All its methods are called with L held.
+type lazyCond struct {
+	L *sync.Mutex
+	c *sync.Cond
+}
+
+func (lc *lazyCond) Wait() {
+	if lc.c == nil {
+		lc.c = sync.NewCond(lc.L)
+	}
+	lc.c.Wait()
+}
+
+func (lc *lazyCond) Signal() {
+	if lc.c != nil {
+		lc.c.Signal()
+	}
+}
+
+func (lc *lazyCond) Broadcast() {
+	if lc.c != nil {
+		lc.c.Broadcast()
+	}
 }
