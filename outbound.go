@@ -102,31 +102,38 @@ func encodeFrame(ser serializer.Serializer, limit int, kind wire.Kind, id uint64
 type outbound struct {
 	s *Session
 
-	mu      sync.Mutex
-	q       []*frame
-	spare   []*frame
-	cost    int
+	mu    sync.Mutex
+	q     []*frame
+	spare []*frame
+	cost  int
+	pong  []byte // the pong slot's payload, made on first use
+	ping  [8]byte
+
 	state   outState
 	writing bool
 	hard    bool // closed hard: keep the short deadline, write only the close frame
-
-	pong    [125]byte
-	pongN   int
 	pongSet bool
-	ping    [8]byte
 	pingSet bool
 
-	closeSet  bool
-	closeCode uint16
-	closeText string
-	kill      *time.Timer
+	closeCE *CloseError // the close frame's code and text, once queued
+	kill    *time.Timer
 
-	// Owned by the writer.
-	wdeadline time.Time
-	wpong     [125]byte
-	wping     [8]byte
-	wbatch    []transport.Frame
+	// Owned by the writer: when the write deadline was last set
+	// (monoNanos), 0 when it must be set before the next write. The writer's other scratch space is not the session's
+	// (writeScratch): an idle session does not hold it.
+	wdeadline int64
 }
+
+// writeScratch is what a flush builds its batch in: the control payloads,
+// copied out of their slots, and the frames for the socket. It is pooled,
+// not kept per session.
+type writeScratch struct {
+	pong   [125]byte
+	ping   [8]byte
+	frames []transport.Frame
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(writeScratch) }}
 
 type outState uint8
 
@@ -190,24 +197,29 @@ func (o *outbound) enqueue(f *frame) (start, ok bool) {
 // control sets the ping or pong slot; a newer payload replaces an older one
 // not yet written, so a flood of pings costs one slot.
 func (o *outbound) control(op transport.Opcode, payload []byte) {
+	if o.setControl(op, payload) {
+		o.s.ep.startWriter(o)
+	}
+}
+
+// setControl is control without starting the writer: it reports whether
+// the caller must (the heartbeat hands many sessions to the writers at once).
+func (o *outbound) setControl(op transport.Opcode, payload []byte) (start bool) {
 	o.mu.Lock()
+	defer o.mu.Unlock()
 	if o.state != outOpen {
-		o.mu.Unlock()
-		return
+		return false
 	}
 	if op == transport.OpPong {
-		o.pongN = copy(o.pong[:], payload)
+		o.pong = append(o.pong[:0], payload...)
 		o.pongSet = true
 	} else {
 		copy(o.ping[:], payload)
 		o.pingSet = true
 	}
-	start := !o.writing
+	start = !o.writing
 	o.writing = true
-	o.mu.Unlock()
-	if start {
-		o.s.ep.startWriter(o)
-	}
+	return start
 }
 
 // closeGracefully queues the close frame after everything queued and drops
@@ -253,11 +265,7 @@ func (o *outbound) closeHard(ce *CloseError) {
 	}
 }
 
-func (o *outbound) setClose(ce *CloseError) {
-	o.closeSet = true
-	o.closeCode = ce.Code
-	o.closeText = closeText(ce.Text)
-}
+func (o *outbound) setClose(ce *CloseError) { o.closeCE = ce }
 
 // drop writes nothing more and drops the connection at once.
 func (o *outbound) drop() {
@@ -366,7 +374,9 @@ func (o *outbound) flushOwn() { o.flush() }
 
 // flush writes until there is nothing left. The caller has set o.writing.
 func (o *outbound) flush() {
-	pong, ping := &o.wpong, &o.wping
+	sc := scratchPool.Get().(*writeScratch)
+	defer scratchPool.Put(sc)
+	pong, ping := &sc.pong, &sc.ping
 	for {
 		o.mu.Lock()
 		if o.state == outDone {
@@ -374,9 +384,10 @@ func (o *outbound) flush() {
 			o.mu.Unlock()
 			return
 		}
-		pongN, ponging, pinging := o.pongN, o.pongSet, o.pingSet
+		ponging, pinging := o.pongSet, o.pingSet
+		pongN := 0
 		if ponging {
-			copy(pong[:], o.pong[:pongN])
+			pongN = copy(pong[:], o.pong)
 		}
 		if pinging {
 			*ping = o.ping
@@ -384,10 +395,10 @@ func (o *outbound) flush() {
 		o.pongSet, o.pingSet = false, false
 		batch := o.q
 		o.q, o.spare = o.spare, nil
-		closing := o.closeSet && len(batch) == 0 && !ponging && !pinging
-		code, text := o.closeCode, o.closeText
+		closing := o.closeCE != nil && len(batch) == 0 && !ponging && !pinging
+		ce := o.closeCE
 		if closing {
-			o.closeSet = false
+			o.closeCE = nil
 			o.state = outDone
 		}
 		hard := o.hard
@@ -400,7 +411,7 @@ func (o *outbound) flush() {
 		o.mu.Unlock()
 
 		if closing {
-			o.writeClose(code, text, hard)
+			o.writeClose(ce.Code, closeText(ce.Text), hard)
 			o.mu.Lock()
 			o.writing = false
 			o.mu.Unlock()
@@ -408,7 +419,7 @@ func (o *outbound) flush() {
 		}
 		var err error
 		if !hard {
-			fs := o.wbatch[:0]
+			fs := sc.frames[:0]
 			if ponging {
 				fs = append(fs, transport.Frame{Op: transport.OpPong, B: pong[:pongN]})
 			}
@@ -421,7 +432,7 @@ func (o *outbound) flush() {
 			err = o.write(fs)
 			clear(fs)
 			if cap(fs) <= 256 {
-				o.wbatch = fs[:0]
+				sc.frames = fs[:0]
 			}
 		}
 		n := 0
@@ -463,9 +474,9 @@ func (o *outbound) flush() {
 // WriteTimeout.
 func (o *outbound) write(fs []transport.Frame) error {
 	wt := o.s.ep.cfg.writeTimeout
-	if now := time.Now(); now.Sub(o.wdeadline) > wt/8 {
+	if now := time.Now(); o.wdeadline == 0 || time.Duration(monoNanos(now)-o.wdeadline) > wt/8 {
 		o.s.conn.SetWriteDeadline(now.Add(wt))
-		o.wdeadline = now
+		o.wdeadline = monoNanos(now)
 	}
 	return o.s.conn.WriteFrames(fs)
 }
@@ -480,7 +491,7 @@ func (o *outbound) writeClose(code uint16, text string, hard bool) {
 		return
 	}
 	o.s.conn.SetWriteDeadline(o.s.drainDeadline())
-	o.wdeadline = time.Time{}
+	o.wdeadline = 0
 	if err := o.s.conn.WriteCloseFrame(code, []byte(text)); err != nil {
 		o.s.conn.Kill()
 	}

@@ -29,24 +29,25 @@ import (
 // (heartbeat.go). They all observe one close state, kept here: the first
 // cause recorded wins, and closing, closed and drained happen in that order,
 // once each.
+//
+// An idle session is mostly what it holds here, so the struct is kept small
+// (TestSessionSize pins it): whatever only a busy or closing session needs is
+// made on first use.
 type Session struct {
 	id     string
 	ep     *endpoint
 	conn   *transport.Conn
 	ser    serializer.Serializer
-	remote net.Addr
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	// The one close state. cause is set once, by the first close; closing is
-	// closed right after. done is closed once the connection has ended (the
-	// read loop returned). drained is closed once the inbound envelopes that
-	// arrived before the close have been handled or dropped (counted).
-	cause   atomic.Pointer[CloseError]
-	closing chan struct{}
-	done    chan struct{}
-	drained chan struct{}
-	began   atomic.Int64 // when closing began, unix nanoseconds
+	// The one close state. cause is set once, by the first close. done is
+	// the channel Done returns, made when first asked for (doneChan) and
+	// closed once the connection has ended (the read loop returned); once
+	// that has happened it is closedDone.
+	cause atomic.Pointer[CloseError]
+	done  atomic.Pointer[chan struct{}]
+	began atomic.Int64 // when closing began, unix nanoseconds
 
 	out   outbound
 	mbox  mailbox
@@ -74,14 +75,10 @@ func newSessionID() string {
 
 func newSession(ep *endpoint, id string, conn *transport.Conn, ser serializer.Serializer, base context.Context) *Session {
 	s := &Session{
-		id:      id,
-		ep:      ep,
-		conn:    conn,
-		ser:     ser,
-		remote:  conn.RemoteAddr(),
-		closing: make(chan struct{}),
-		done:    make(chan struct{}),
-		drained: make(chan struct{}),
+		id:   id,
+		ep:   ep,
+		conn: conn,
+		ser:  ser,
 	}
 	s.ctx, s.cancel = context.WithCancelCause(base)
 	s.out.init(s)
@@ -95,12 +92,13 @@ func newSession(ep *endpoint, id string, conn *transport.Conn, ser serializer.Se
 func (s *Session) ID() string { return s.id }
 
 // Context returns the session's base context: it carries the values the
-// server's Authorize function returned and is cancelled, with the
-// *CloseError as its cause, as soon as the session begins to close.
+// server's Authorize function returned (none without WithAuthorize) and is
+// cancelled, with the *CloseError as its cause, as soon as the session
+// begins to close.
 func (s *Session) Context() context.Context { return s.ctx }
 
 // RemoteAddr returns the peer's network address.
-func (s *Session) RemoteAddr() net.Addr { return s.remote }
+func (s *Session) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
 
 // Serializer returns the serializer negotiated for this session.
 func (s *Session) Serializer() serializer.Serializer { return s.ser }
@@ -109,16 +107,41 @@ func (s *Session) Serializer() serializer.Serializer { return s.ser }
 func (s *Session) RTT() time.Duration { return time.Duration(s.rtt.Load()) }
 
 // Done returns a channel that is closed when the connection has ended.
-func (s *Session) Done() <-chan struct{} { return s.done }
+func (s *Session) Done() <-chan struct{} { return s.doneChan() }
+
+// closedDone is what a session's done becomes once its connection has ended.
+var closedDone = func() *chan struct{} { ch := make(chan struct{}); close(ch); return &ch }()
+
+// doneChan returns the channel closed when the connection has ended, making
+// it on first use: most sessions are never asked.
+func (s *Session) doneChan() chan struct{} {
+	if p := s.done.Load(); p != nil {
+		return *p
+	}
+	ch := make(chan struct{})
+	if s.done.CompareAndSwap(nil, &ch) {
+		return ch
+	}
+	return *s.done.Load() // made by another caller, or the connection has ended
+}
+
+// markDone records that the connection has ended and closes the channel
+// Done returned, if it was asked for.
+func (s *Session) markDone() {
+	if p := s.done.Swap(closedDone); p != nil && p != closedDone {
+		close(*p)
+	}
+}
+
+// isDone reports whether the connection has ended.
+func (s *Session) isDone() bool { return s.done.Load() == closedDone }
 
 // Err returns why the session closed, or nil while it is open.
 func (s *Session) Err() *CloseError {
-	select {
-	case <-s.done:
-		return s.cause.Load()
-	default:
+	if !s.isDone() {
 		return nil
 	}
+	return s.cause.Load()
 }
 
 // Close closes the session gracefully: frames already queued are written,
@@ -149,7 +172,7 @@ func (s *Session) waitDone() {
 	t := time.NewTimer(s.ep.cfg.disconnectTimeout + time.Second)
 	defer t.Stop()
 	select {
-	case <-s.done:
+	case <-s.doneChan():
 	case <-t.C:
 	}
 }
@@ -233,7 +256,6 @@ func (s *Session) closeWith(ce *CloseError, mode closeMode) {
 		return
 	}
 	s.began.Store(time.Now().UnixNano())
-	close(s.closing)
 	// The outbound queue refuses new frames first, so that nothing a
 	// cancelled handler answers can slip out before the close frame.
 	switch mode {
@@ -277,14 +299,11 @@ func (s *Session) ended(err error) {
 		s.cause.Store(peer)
 		ce = peer
 	}
-	s.hb.stop()
+	s.stopHeartbeat()
 	s.out.release()
 	s.ep.detach(s, ce)
-	close(s.done)
-	s.mbox.whenDrained(func() {
-		close(s.drained)
-		s.ep.sessionClosed(s, ce)
-	})
+	s.markDone()
+	s.mbox.whenDrained(func() { s.ep.sessionClosed(s, ce) })
 }
 
 // drainDeadline is when the inbound drain of a closing session gives up.

@@ -52,12 +52,6 @@ type Conn struct {
 	ev       Events
 	server   bool
 	compress bool
-
-	// WriteFrames's scratch space, owned by the one writer.
-	hdr     []byte
-	bufs    [][]byte
-	nb      net.Buffers
-	scratch []byte
 }
 
 // slot is the gws session storage of a connection; it points back to the

@@ -70,7 +70,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, sessionID str
 		ahead = bytes.Clone(p)
 	}
 	nc := newNetConn(c, ahead)
-	nc.inject = []byte(SessionHeader + ": " + sessionID + "\r\n")
+	nc.inject = SessionHeader + ": " + sessionID + "\r\n"
 	brw.Reader.Reset(nc)
 	gc, err := u.u.UpgradeFromConn(nc, brw.Reader, r)
 	if err != nil {
