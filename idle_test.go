@@ -1,6 +1,7 @@
 package netmsg
 
 import (
+	"context"
 	"testing"
 	"time"
 	"unsafe"
@@ -84,4 +85,23 @@ func TestHeartbeatWheelSlots(t *testing.T) {
 	assert.Zero(t, w.n)
 	assert.Nil(t, w.slots[slot], "an emptied slot keeps no array")
 	assert.False(t, w.armed, "no timer without sessions")
+}
+
+// The base context is made on first use; one made after the close began is
+// cancelled with the close's cause, like one that existed then.
+func TestSessionContextMadeOnDemand(t *testing.T) {
+	type key struct{}
+	s := &Session{base: context.WithValue(context.Background(), key{}, 1)}
+	assert.Nil(t, s.lazyCtx.Load(), "none before it is asked for")
+	ctx := s.Context()
+	assert.Equal(t, ctx, s.Context(), "one context")
+	assert.Equal(t, 1, ctx.Value(key{}))
+	assert.NoError(t, ctx.Err())
+
+	ce := &CloseError{Reason: CloseNormal, Code: closeCodeNormal, Text: "bye"}
+	late := &Session{base: context.Background()}
+	late.cause.Store(ce)
+	ctx = late.Context()
+	require.Error(t, ctx.Err())
+	assert.Same(t, ce, context.Cause(ctx))
 }
