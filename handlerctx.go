@@ -52,7 +52,7 @@ func newHandlerCtx(parent context.Context, timeout time.Duration) *handlerCtx {
 func (c *handlerCtx) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.IsZero() }
 
 func (c *handlerCtx) Done() <-chan struct{} {
-	if c.s != nil && c.s.rl.word.Load() == c.run<<2|rlInline {
+	if c.s != nil && c.s.rl.Load().word.Load() == c.run<<2|rlInline {
 		c.s.handoff(c.run)
 	}
 	return c.materialize().Done()

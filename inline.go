@@ -68,6 +68,26 @@ type readLoop struct {
 	// the session is in the watchdog's list (both: inlineWatch.mu).
 	seen uint64
 	reg  bool
+	// canHold: the read loop may write its answers itself, waiting for the
+	// socket a bounded time (transport.Conn.CanWriteUntil).
+	canHold bool
+	// rest is the unwritten tail of a batch the read loop could not write
+	// in time (outbound.flushQuick); the writer writes it before anything
+	// else. Guarded by the outbound's lock.
+	rest []byte
+}
+
+// readLoopState returns s's inline-run state, making it (on the read loop)
+// the first time a handler runs there: a session that never does, holds none.
+func (s *Session) readLoopState() *readLoop {
+	if rl := s.rl.Load(); rl != nil {
+		return rl
+	}
+	rl := &readLoop{canHold: s.conn.CanWriteUntil()}
+	rl.mctx.s = s
+	s.rl.Store(rl)
+	s.ep.inl.add(s)
+	return rl
 }
 
 // tryInline reports whether the read loop may run the next envelope's
@@ -97,15 +117,12 @@ func (m *mailbox) inlineDone() func() {
 
 // runInline runs in's handler on the read loop (tryInline said so).
 func (s *Session) runInline(in *inbound) {
-	rl := &s.rl
-	if !rl.reg {
-		s.ep.inl.add(s)
-	}
+	rl := s.readLoopState()
 	run := rl.word.Load()>>2 + 1
 	rl.cur = in
 	if in.env.Kind == wire.KindRequest {
 		in.run = run // bindHandlerCtx links the handler's ctx to the run
-	} else if in.ctx == s.ctx {
+	} else {
 		in.ctx = &rl.mctx
 	}
 	rl.word.Store(run<<2 | rlInline)
@@ -137,10 +154,11 @@ func (s *Session) runInline(in *inbound) {
 // reports whether it was handed off meanwhile. It may be called more than
 // once for a run; the answer stays the same.
 func (s *Session) endInline(run uint64) (handed bool) {
-	if s.rl.word.CompareAndSwap(run<<2|rlInline, run<<2|rlIdle) {
+	rl := s.rl.Load()
+	if rl.word.CompareAndSwap(run<<2|rlInline, run<<2|rlIdle) {
 		return false
 	}
-	if s.rl.word.Load() != run<<2|rlHanded {
+	if rl.word.Load() != run<<2|rlHanded {
 		return false
 	}
 	// The handoff reads the run's envelope under the mailbox's lock after
@@ -154,13 +172,17 @@ func (s *Session) endInline(run uint64) (handed bool) {
 // handoff hands the reading to a new goroutine if inline run run is still
 // running, and reports whether it did.
 func (s *Session) handoff(run uint64) bool {
+	rl := s.rl.Load()
+	if rl == nil {
+		return false
+	}
 	m := &s.mbox
 	m.mu.Lock()
-	if !s.rl.word.CompareAndSwap(run<<2|rlInline, run<<2|rlHanded) {
+	if !rl.word.CompareAndSwap(run<<2|rlInline, run<<2|rlHanded) {
 		m.mu.Unlock()
 		return false
 	}
-	if in := s.rl.cur; in.env.Kind == wire.KindRequest {
+	if in := rl.cur; in.env.Kind == wire.KindRequest {
 		// From now on a CANCEL can arrive: register the request, as
 		// acceptRequest does for a queued one. Nothing else is in flight
 		// (the run began with the mailbox idle), so its id is free.
@@ -171,9 +193,9 @@ func (s *Session) handoff(run uint64) bool {
 		in.registered = true
 	}
 	w := &worker{}
-	w.set(s.rl.w.e.Load(), s)
+	w.set(rl.w.e.Load(), s)
 	s.ep.workers.add(w)
-	s.rl.handed = w
+	rl.handed = w
 	m.mu.Unlock()
 	s.ep.inl.end() // no longer inline: the watchdog has nothing more to do with it
 	s.ep.inl.handoffs.Add(1)
@@ -186,7 +208,11 @@ func (s *Session) handoff(run uint64) bool {
 // where the caller cannot tell which run it is in (or whether it is in one):
 // a needless handoff costs a goroutine, never correctness.
 func (s *Session) handoffNow() {
-	if w := s.rl.word.Load(); w&3 == rlInline {
+	rl := s.rl.Load()
+	if rl == nil {
+		return
+	}
+	if w := rl.word.Load(); w&3 == rlInline {
 		s.handoff(w >> 2)
 	}
 }
@@ -195,13 +221,13 @@ func (s *Session) handoffNow() {
 // context, except that Done hands the reading off first.
 type inlineMsgCtx struct{ s *Session }
 
-func (c *inlineMsgCtx) Deadline() (time.Time, bool) { return c.s.ctx.Deadline() }
+func (c *inlineMsgCtx) Deadline() (time.Time, bool) { return c.s.context().Deadline() }
 func (c *inlineMsgCtx) Done() <-chan struct{} {
 	c.s.handoffNow()
-	return c.s.ctx.Done()
+	return c.s.context().Done()
 }
-func (c *inlineMsgCtx) Err() error        { return c.s.ctx.Err() }
-func (c *inlineMsgCtx) Value(k any) any   { return c.s.ctx.Value(k) }
+func (c *inlineMsgCtx) Err() error        { return c.s.context().Err() }
+func (c *inlineMsgCtx) Value(k any) any   { return c.s.context().Value(k) }
 func (c *inlineMsgCtx) String() string    { return "netmsg.sessionCtx" }
 func (c *inlineMsgCtx) session() *Session { return c.s }
 
@@ -231,7 +257,7 @@ type inlineWatch struct {
 func (iw *inlineWatch) add(s *Session) {
 	iw.mu.Lock()
 	iw.sessions = append(iw.sessions, s)
-	s.rl.reg = true
+	s.rl.Load().reg = true
 	iw.mu.Unlock()
 }
 
@@ -239,10 +265,11 @@ func (iw *inlineWatch) add(s *Session) {
 func (iw *inlineWatch) remove(s *Session) {
 	iw.mu.Lock()
 	defer iw.mu.Unlock()
-	if !s.rl.reg {
+	rl := s.rl.Load()
+	if rl == nil || !rl.reg {
 		return
 	}
-	s.rl.reg = false
+	rl.reg = false
 	for i, x := range iw.sessions {
 		if x == s {
 			last := len(iw.sessions) - 1
@@ -313,11 +340,12 @@ func (iw *inlineWatch) watch() {
 		idle = 0
 		iw.mu.Lock()
 		for _, s := range iw.sessions {
-			w := s.rl.word.Load()
-			if w&3 == rlInline && w == s.rl.seen {
+			rl := s.rl.Load()
+			w := rl.word.Load()
+			if w&3 == rlInline && w == rl.seen {
 				stuck = append(stuck, seen{s, w >> 2})
 			}
-			s.rl.seen = w
+			rl.seen = w
 		}
 		iw.mu.Unlock()
 		for i, x := range stuck {

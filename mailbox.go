@@ -67,7 +67,7 @@ type mailbox struct {
 	s *Session
 
 	mu       sync.Mutex
-	room     sync.Cond // the read loop waits here for room
+	room     lazyCond // the read loop waits here for room
 	q        []*inbound
 	head     int
 	bytes    int
@@ -115,7 +115,7 @@ func (m *mailbox) push(in *inbound) {
 	}
 	for !m.closed && !m.gone && len(m.q)-m.head > 0 &&
 		(len(m.q)-m.head >= cfg.mailboxSize || m.bytes+in.cost > cfg.mailboxBytes) {
-		if m.s.out.heldFlag.Load() {
+		if m.s.out.held.Load() {
 			// Answers the read loop holds for its next read must not wait
 			// for room with it: a writer takes them.
 			m.mu.Unlock()
@@ -379,7 +379,7 @@ func (s *Session) OnMessage(msg *transport.Message) {
 			in.recycle()
 			return
 		}
-		in.ctx = s.ctx
+		in.ctx = s.context()
 		if s.ep.cfg.inline && s.mbox.tryInline() {
 			s.runInline(in)
 			return
@@ -606,7 +606,7 @@ func (s *Session) handleRequest(w *worker, in *inbound, inl uint64) {
 // read, on a dispatcher it goes as replyOwn says.
 func (s *Session) reply(inl uint64, f *frame) {
 	if inl != 0 && !s.endInline(inl) {
-		s.out.pushHeld(f)
+		s.out.pushHeld(f, s.rl.Load().canHold)
 		return
 	}
 	s.replyOwn(f)
@@ -615,7 +615,7 @@ func (s *Session) reply(inl uint64, f *frame) {
 // requestOver reports whether a queued request need not run: its caller
 // cancelled it, its deadline passed or the session is closing.
 func (s *Session) requestOver(in *inbound) bool {
-	if in.deadline != 0 && time.Now().UnixNano() >= in.deadline || s.ctx.Err() != nil {
+	if in.deadline != 0 && time.Now().UnixNano() >= in.deadline || s.isClosing() {
 		return true
 	}
 	m := &s.mbox
@@ -629,7 +629,7 @@ func (s *Session) requestOver(in *inbound) bool {
 // the request's metadata). From then on a CANCEL cancels hc; one that came
 // before finds it created cancelled.
 func (s *Session) bindHandlerCtx(in *inbound, hc *handlerCtx) context.Context {
-	hc.parent = s.ctx
+	hc.parent = s.context()
 	if in.deadline != 0 {
 		hc.deadline = time.Unix(0, in.deadline)
 	}

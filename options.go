@@ -329,7 +329,9 @@ func WithAllowedOrigins(origins ...string) ServerOption {
 
 // WithAuthorize runs before the upgrade. A non-nil error refuses the handshake
 // with 401, or with the status of an *HTTPError. The context it returns
-// becomes the session's base context (its values reach every handler).
+// becomes the session's base context (its values reach every handler);
+// return one derived from r.Context() to keep the request's own values.
+// Without WithAuthorize the base context carries no values.
 func WithAuthorize(f func(r *http.Request) (context.Context, error)) ServerOption {
 	return serverOption(func(c *serverConfig) { c.authorize = f })
 }

@@ -102,40 +102,42 @@ func encodeFrame(ser serializer.Serializer, limit int, kind wire.Kind, id uint64
 type outbound struct {
 	s *Session
 
-	mu      sync.Mutex
-	q       []*frame
-	spare   []*frame
-	cost    int
+	mu    sync.Mutex
+	q     []*frame
+	spare []*frame
+	cost  int
+	pong  []byte // the pong slot's payload, made on first use
+	ping  [8]byte
+
 	state   outState
 	writing bool
 	hard    bool // closed hard: keep the short deadline, write only the close frame
-
-	pong    [125]byte
-	pongN   int
 	pongSet bool
-	ping    [8]byte
 	pingSet bool
-
-	closeSet  bool
-	closeCode uint16
-	closeText string
-	kill      *time.Timer
-
 	// held: the read loop holds the writing (writing is set, no writer
 	// runs) and writes what is queued just before its next read from the
-	// socket (flushHeld); heldFlag mirrors it for a lock-free look.
-	held     bool
-	heldFlag atomic.Bool
-	// rest is the unwritten tail of a batch the read loop could not write
-	// in time; the writer writes it before anything else.
-	rest []byte
+	// socket (flushHeld). Set under mu, taken back by the read loop (unhold).
+	held atomic.Bool
 
-	// Owned by the writer.
-	wdeadline time.Time
-	wpong     [125]byte
-	wping     [8]byte
-	wbatch    []transport.Frame
+	closeCE *CloseError // the close frame's code and text, once queued
+	kill    *time.Timer
+
+	// Owned by the writer: when the write deadline was last set
+	// (monoNanos), 0 when it must be set before the next write. The writer's other scratch space is not the session's
+	// (writeScratch): an idle session does not hold it.
+	wdeadline int64
 }
+
+// writeScratch is what a flush builds its batch in: the control payloads,
+// copied out of their slots, and the frames for the socket. It is pooled,
+// not kept per session.
+type writeScratch struct {
+	pong   [125]byte
+	ping   [8]byte
+	frames []transport.Frame
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(writeScratch) }}
 
 type outState uint8
 
@@ -171,8 +173,8 @@ func (o *outbound) pushOwn(f *frame) (flush bool) {
 // pushHeld queues a frame produced on the read loop. When no writer runs,
 // the read loop takes the writing and does it just before its next read
 // (flushHeld), so what it produces meanwhile goes in the same write.
-func (o *outbound) pushHeld(f *frame) {
-	start, _ := o.enqueueHold(f, true)
+func (o *outbound) pushHeld(f *frame, canHold bool) {
+	start, _ := o.enqueueHold(f, canHold)
 	if start {
 		o.s.ep.startWriter(o)
 	}
@@ -206,9 +208,8 @@ func (o *outbound) enqueueHold(f *frame, hold bool) (start, ok bool) {
 	o.cost += c
 	start = !o.writing
 	o.writing = true
-	if start && hold && o.s.canHold {
-		o.held = true
-		o.heldFlag.Store(true)
+	if start && hold {
+		o.held.Store(true)
 		start = false
 	}
 	o.mu.Unlock()
@@ -220,7 +221,7 @@ func (o *outbound) enqueueHold(f *frame, hold bool) (start, ok bool) {
 // most readLoopWriteWait: what the socket has not taken by then goes on with
 // a writer goroutine.
 func (o *outbound) flushHeld() {
-	if !o.heldFlag.Load() || !o.unhold() {
+	if !o.held.Load() || !o.held.Swap(false) {
 		return
 	}
 	o.flushQuick()
@@ -229,19 +230,9 @@ func (o *outbound) flushHeld() {
 // releaseHeld hands what the read loop holds to a writer: the reading moves
 // to another goroutine, or the read loop is about to wait.
 func (o *outbound) releaseHeld() {
-	if o.heldFlag.Load() && o.unhold() {
+	if o.held.Load() && o.held.Swap(false) {
 		o.s.ep.startWriter(o)
 	}
-}
-
-// unhold takes the held writing from the read loop; true if it was held.
-func (o *outbound) unhold() bool {
-	o.mu.Lock()
-	held := o.held
-	o.held = false
-	o.heldFlag.Store(false)
-	o.mu.Unlock()
-	return held
 }
 
 // readLoopWriteWait is the longest the read loop waits for the socket to take
@@ -253,21 +244,15 @@ const readLoopWriteWait = time.Millisecond
 // then, or queued since, or a close frame, goes on with a writer.
 func (o *outbound) flushQuick() {
 	o.mu.Lock()
-	if o.state != outOpen || o.hard || o.closeSet || o.rest != nil {
+	rl := o.s.rl.Load()
+	if o.state != outOpen || o.hard || o.closeCE != nil || rl.rest != nil {
 		o.mu.Unlock()
 		o.s.ep.startWriter(o)
 		return
 	}
-	pongN, ponging, pinging := o.pongN, o.pongSet, o.pingSet
-	if ponging {
-		copy(o.wpong[:], o.pong[:pongN])
-	}
-	if pinging {
-		o.wping = o.ping
-	}
-	o.pongSet, o.pingSet = false, false
-	batch := o.q
-	o.q, o.spare = o.spare, nil
+	sc := scratchPool.Get().(*writeScratch)
+	defer scratchPool.Put(sc)
+	batch, ponging, pinging, pongN := o.take(sc)
 	if len(batch) == 0 && !ponging && !pinging {
 		o.writing = false
 		o.spare = batch
@@ -276,15 +261,15 @@ func (o *outbound) flushQuick() {
 	}
 	o.mu.Unlock()
 
-	fs := o.frames(batch, ponging, pinging, pongN)
+	fs := sc.layout(batch, ponging, pinging, pongN)
 	now := time.Now()
 	rest, err := o.s.conn.WriteFramesUntil(fs, now.Add(readLoopWriteWait))
 	// The writer's deadline, as write would set it; gws's own writes (its
 	// close answer) see it too.
 	o.s.conn.SetWriteDeadline(now.Add(o.s.ep.cfg.writeTimeout))
-	o.wdeadline = now
-	o.doneFrames(fs)
-	n := o.releaseBatch(batch)
+	o.wdeadline = monoNanos(now)
+	sc.done(fs)
+	n := releaseBatch(batch)
 
 	o.mu.Lock()
 	o.cost -= n
@@ -296,8 +281,8 @@ func (o *outbound) flushQuick() {
 		o.failed(err)
 		return
 	}
-	o.rest = rest
-	more := rest != nil || len(o.q) > 0 || o.pongSet || o.pingSet || o.closeSet
+	rl.rest = rest
+	more := rest != nil || len(o.q) > 0 || o.pongSet || o.pingSet || o.closeCE != nil
 	if !more {
 		o.writing = false
 	}
@@ -307,14 +292,30 @@ func (o *outbound) flushQuick() {
 	}
 }
 
-// frames lays a batch out for the transport, control frames first.
-func (o *outbound) frames(batch []*frame, ponging, pinging bool, pongN int) []transport.Frame {
-	fs := o.wbatch[:0]
+// take takes the queued frames and the control slots for a write; o.mu is
+// held.
+func (o *outbound) take(sc *writeScratch) (batch []*frame, ponging, pinging bool, pongN int) {
+	ponging, pinging = o.pongSet, o.pingSet
 	if ponging {
-		fs = append(fs, transport.Frame{Op: transport.OpPong, B: o.wpong[:pongN]})
+		pongN = copy(sc.pong[:], o.pong)
 	}
 	if pinging {
-		fs = append(fs, transport.Frame{Op: transport.OpPing, B: o.wping[:]})
+		sc.ping = o.ping
+	}
+	o.pongSet, o.pingSet = false, false
+	batch = o.q
+	o.q, o.spare = o.spare, nil
+	return batch, ponging, pinging, pongN
+}
+
+// layout lays a batch out for the transport, control frames first.
+func (sc *writeScratch) layout(batch []*frame, ponging, pinging bool, pongN int) []transport.Frame {
+	fs := sc.frames[:0]
+	if ponging {
+		fs = append(fs, transport.Frame{Op: transport.OpPong, B: sc.pong[:pongN]})
+	}
+	if pinging {
+		fs = append(fs, transport.Frame{Op: transport.OpPing, B: sc.ping[:]})
 	}
 	for _, f := range batch {
 		fs = append(fs, transport.Frame{Op: transport.OpBinary, B: f.b})
@@ -322,16 +323,16 @@ func (o *outbound) frames(batch []*frame, ponging, pinging bool, pongN int) []tr
 	return fs
 }
 
-// doneFrames gives frames' scratch space back after a write.
-func (o *outbound) doneFrames(fs []transport.Frame) {
+// done gives the frames' space back after a write.
+func (sc *writeScratch) done(fs []transport.Frame) {
 	clear(fs)
 	if cap(fs) <= 256 {
-		o.wbatch = fs[:0]
+		sc.frames = fs[:0]
 	}
 }
 
 // releaseBatch releases written (or dropped) frames and returns their cost.
-func (o *outbound) releaseBatch(batch []*frame) int {
+func releaseBatch(batch []*frame) int {
 	n := 0
 	for i, f := range batch {
 		n += f.cost()
@@ -344,24 +345,29 @@ func (o *outbound) releaseBatch(batch []*frame) int {
 // control sets the ping or pong slot; a newer payload replaces an older one
 // not yet written, so a flood of pings costs one slot.
 func (o *outbound) control(op transport.Opcode, payload []byte) {
+	if o.setControl(op, payload) {
+		o.s.ep.startWriter(o)
+	}
+}
+
+// setControl is control without starting the writer: it reports whether
+// the caller must (the heartbeat hands many sessions to the writers at once).
+func (o *outbound) setControl(op transport.Opcode, payload []byte) (start bool) {
 	o.mu.Lock()
+	defer o.mu.Unlock()
 	if o.state != outOpen {
-		o.mu.Unlock()
-		return
+		return false
 	}
 	if op == transport.OpPong {
-		o.pongN = copy(o.pong[:], payload)
+		o.pong = append(o.pong[:0], payload...)
 		o.pongSet = true
 	} else {
 		copy(o.ping[:], payload)
 		o.pingSet = true
 	}
-	start := !o.writing
+	start = !o.writing
 	o.writing = true
-	o.mu.Unlock()
-	if start {
-		o.s.ep.startWriter(o)
-	}
+	return start
 }
 
 // closeGracefully queues the close frame after everything queued and drops
@@ -407,11 +413,7 @@ func (o *outbound) closeHard(ce *CloseError) {
 	}
 }
 
-func (o *outbound) setClose(ce *CloseError) {
-	o.closeSet = true
-	o.closeCode = ce.Code
-	o.closeText = closeText(ce.Text)
-}
+func (o *outbound) setClose(ce *CloseError) { o.closeCE = ce }
 
 // drop writes nothing more and drops the connection at once.
 func (o *outbound) drop() {
@@ -520,7 +522,8 @@ func (o *outbound) flushOwn() { o.flush() }
 
 // flush writes until there is nothing left. The caller has set o.writing.
 func (o *outbound) flush() {
-	pong, ping := &o.wpong, &o.wping
+	sc := scratchPool.Get().(*writeScratch)
+	defer scratchPool.Put(sc)
 	for {
 		o.mu.Lock()
 		if o.state == outDone {
@@ -528,22 +531,15 @@ func (o *outbound) flush() {
 			o.mu.Unlock()
 			return
 		}
-		pongN, ponging, pinging := o.pongN, o.pongSet, o.pingSet
-		if ponging {
-			copy(pong[:], o.pong[:pongN])
+		batch, ponging, pinging, pongN := o.take(sc)
+		var rest []byte
+		if rl := o.s.rl.Load(); rl != nil && rl.rest != nil {
+			rest, rl.rest = rl.rest, nil
 		}
-		if pinging {
-			*ping = o.ping
-		}
-		o.pongSet, o.pingSet = false, false
-		batch := o.q
-		o.q, o.spare = o.spare, nil
-		rest := o.rest
-		o.rest = nil
-		closing := o.closeSet && len(batch) == 0 && !ponging && !pinging && rest == nil
-		code, text := o.closeCode, o.closeText
+		closing := o.closeCE != nil && len(batch) == 0 && !ponging && !pinging && rest == nil
+		ce := o.closeCE
 		if closing {
-			o.closeSet = false
+			o.closeCE = nil
 			o.state = outDone
 		}
 		hard := o.hard
@@ -556,7 +552,7 @@ func (o *outbound) flush() {
 		o.mu.Unlock()
 
 		if closing {
-			o.writeClose(code, text, hard)
+			o.writeClose(ce.Code, closeText(ce.Text), hard)
 			o.mu.Lock()
 			o.writing = false
 			o.mu.Unlock()
@@ -568,31 +564,29 @@ func (o *outbound) flush() {
 			err = o.writeRest(rest) // on failure the frames after it cannot go either
 		}
 		if err == nil && !hard {
-			fs := o.frames(batch, ponging, pinging, pongN)
+			fs := sc.layout(batch, ponging, pinging, pongN)
 			err = o.write(fs)
-			o.doneFrames(fs)
+			sc.done(fs)
 		}
-		n := o.releaseBatch(batch)
+		n := releaseBatch(batch)
 		o.mu.Lock()
 		o.cost -= n
 		if cap(batch) <= 256 {
 			o.spare = batch[:0]
 		}
+		o.mu.Unlock()
 		if err != nil {
-			o.mu.Unlock()
 			o.failed(err)
 			return
 		}
-		o.mu.Unlock()
 	}
 }
 
 // writeRest writes the tail of a batch the read loop began.
 func (o *outbound) writeRest(rest []byte) error {
-	wt := o.s.ep.cfg.writeTimeout
 	now := time.Now()
-	o.s.conn.SetWriteDeadline(now.Add(wt))
-	o.wdeadline = now
+	o.s.conn.SetWriteDeadline(now.Add(o.s.ep.cfg.writeTimeout))
+	o.wdeadline = monoNanos(now)
 	return o.s.conn.WriteRaw(rest)
 }
 
@@ -622,9 +616,9 @@ func (o *outbound) failed(err error) {
 // WriteTimeout.
 func (o *outbound) write(fs []transport.Frame) error {
 	wt := o.s.ep.cfg.writeTimeout
-	if now := time.Now(); now.Sub(o.wdeadline) > wt/8 {
+	if now := time.Now(); o.wdeadline == 0 || time.Duration(monoNanos(now)-o.wdeadline) > wt/8 {
 		o.s.conn.SetWriteDeadline(now.Add(wt))
-		o.wdeadline = now
+		o.wdeadline = monoNanos(now)
 	}
 	return o.s.conn.WriteFrames(fs)
 }
@@ -639,7 +633,7 @@ func (o *outbound) writeClose(code uint16, text string, hard bool) {
 		return
 	}
 	o.s.conn.SetWriteDeadline(o.s.drainDeadline())
-	o.wdeadline = time.Time{}
+	o.wdeadline = 0
 	if err := o.s.conn.WriteCloseFrame(code, []byte(text)); err != nil {
 		o.s.conn.Kill()
 	}

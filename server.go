@@ -126,7 +126,11 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"; server accepts "+strings.Join(srv.protos, ", "), http.StatusBadRequest)
 		return
 	}
-	base := r.Context()
+	// The session's base context holds what Authorize returned, and nothing
+	// of the HTTP request otherwise: r.Context() would keep net/http's
+	// connection and request contexts alive for as long as the session
+	// lives (some 300 bytes each).
+	base := context.Background()
 	if srv.cfg.authorize != nil {
 		ctx, err := srv.cfg.authorize(r)
 		if err != nil {
@@ -142,7 +146,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if ctx != nil {
-			base = ctx
+			base = context.WithoutCancel(ctx)
 		}
 	}
 
@@ -163,7 +167,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		srv.cfg.logger.Debug("netmsg: upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	s := newSession(&srv.ep, id, conn, srv.accepts[conn.SubProtocol()], context.WithoutCancel(base))
+	s := newSession(&srv.ep, id, conn, srv.accepts[conn.SubProtocol()], base)
 	srv.mu.Lock()
 	srv.sessions[id] = s
 	delete(srv.upgrading, id)

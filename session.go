@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,24 +30,28 @@ import (
 // (heartbeat.go). They all observe one close state, kept here: the first
 // cause recorded wins, and closing, closed and drained happen in that order,
 // once each.
+//
+// An idle session is mostly what it holds here, so the struct is kept small
+// (TestSessionSize pins it): whatever only a busy or closing session needs is
+// made on first use.
 type Session struct {
-	id     string
-	ep     *endpoint
-	conn   *transport.Conn
-	ser    serializer.Serializer
-	remote net.Addr
-	ctx    context.Context
-	cancel context.CancelCauseFunc
+	id   string
+	ep   *endpoint
+	conn *transport.Conn
+	ser  serializer.Serializer
 
-	// The one close state. cause is set once, by the first close; closing is
-	// closed right after. done is closed once the connection has ended (the
-	// read loop returned). drained is closed once the inbound envelopes that
-	// arrived before the close have been handled or dropped (counted).
-	cause   atomic.Pointer[CloseError]
-	closing chan struct{}
-	done    chan struct{}
-	drained chan struct{}
-	began   atomic.Int64 // when closing began, unix nanoseconds
+	// The session's base context (Context) is made on first use, from
+	// base: a session that never handles anything holds none.
+	base    context.Context
+	lazyCtx atomic.Pointer[sessionCtx]
+
+	// The one close state. cause is set once, by the first close. done is
+	// the channel Done returns, made when first asked for (doneChan) and
+	// closed once the connection has ended (the read loop returned); once
+	// that has happened it is closedDone.
+	cause atomic.Pointer[CloseError]
+	done  atomic.Pointer[chan struct{}]
+	began atomic.Int64 // when closing began, unix nanoseconds
 
 	out   outbound
 	mbox  mailbox
@@ -54,11 +59,9 @@ type Session struct {
 	hb    heartbeat
 	cbq   callbackQueue
 	rtt   atomic.Int64
-	rl    readLoop // handlers run inline on the read loop (inline.go)
-
-	// canHold: the read loop may write its answers itself, waiting for the
-	// socket a bounded time (transport.Conn.CanWriteUntil).
-	canHold bool
+	// rl is the state of handlers run inline on the read loop (inline.go),
+	// made by the read loop on first use.
+	rl atomic.Pointer[readLoop]
 
 	// ext holds what other parts of the library keep per session (group
 	// membership, typed values; key.go): nil until first used, released
@@ -79,18 +82,12 @@ func newSessionID() string {
 
 func newSession(ep *endpoint, id string, conn *transport.Conn, ser serializer.Serializer, base context.Context) *Session {
 	s := &Session{
-		id:      id,
-		ep:      ep,
-		conn:    conn,
-		ser:     ser,
-		remote:  conn.RemoteAddr(),
-		closing: make(chan struct{}),
-		done:    make(chan struct{}),
-		drained: make(chan struct{}),
+		id:   id,
+		ep:   ep,
+		conn: conn,
+		ser:  ser,
 	}
-	s.ctx, s.cancel = context.WithCancelCause(base)
-	s.rl.mctx.s = s
-	s.canHold = conn.CanWriteUntil()
+	s.base = base
 	s.out.init(s)
 	s.mbox.init(s)
 	s.cbq.init(ep)
@@ -102,12 +99,36 @@ func newSession(ep *endpoint, id string, conn *transport.Conn, ser serializer.Se
 func (s *Session) ID() string { return s.id }
 
 // Context returns the session's base context: it carries the values the
-// server's Authorize function returned and is cancelled, with the
-// *CloseError as its cause, as soon as the session begins to close.
-func (s *Session) Context() context.Context { return s.ctx }
+// server's Authorize function returned (none without WithAuthorize) and is
+// cancelled, with the *CloseError as its cause, as soon as the session
+// begins to close.
+func (s *Session) Context() context.Context { return s.context() }
+
+// sessionCtx is a session's base context and its cancel function.
+type sessionCtx struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+}
+
+// context returns the session's base context, making it on first use.
+func (s *Session) context() context.Context {
+	if sc := s.lazyCtx.Load(); sc != nil {
+		return sc.ctx
+	}
+	ctx, cancel := context.WithCancelCause(s.base)
+	if !s.lazyCtx.CompareAndSwap(nil, &sessionCtx{ctx, cancel}) {
+		cancel(nil)
+		return s.lazyCtx.Load().ctx
+	}
+	// A close that began before the context existed did not cancel it.
+	if ce := s.cause.Load(); ce != nil {
+		cancel(ce)
+	}
+	return ctx
+}
 
 // RemoteAddr returns the peer's network address.
-func (s *Session) RemoteAddr() net.Addr { return s.remote }
+func (s *Session) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
 
 // Serializer returns the serializer negotiated for this session.
 func (s *Session) Serializer() serializer.Serializer { return s.ser }
@@ -118,20 +139,45 @@ func (s *Session) RTT() time.Duration { return time.Duration(s.rtt.Load()) }
 // Done returns a channel that is closed when the connection has ended.
 //
 // A handler waiting on it from the read loop hands the reading to another
-// goroutine first (see "Handlers" in the package documentation).
+// goroutine first (see WithInlineHandlers).
 func (s *Session) Done() <-chan struct{} {
 	s.handoffNow()
-	return s.done
+	return s.doneChan()
 }
+
+// closedDone is what a session's done becomes once its connection has ended.
+var closedDone = func() *chan struct{} { ch := make(chan struct{}); close(ch); return &ch }()
+
+// doneChan returns the channel closed when the connection has ended, making
+// it on first use: most sessions are never asked.
+func (s *Session) doneChan() chan struct{} {
+	if p := s.done.Load(); p != nil {
+		return *p
+	}
+	ch := make(chan struct{})
+	if s.done.CompareAndSwap(nil, &ch) {
+		return ch
+	}
+	return *s.done.Load() // made by another caller, or the connection has ended
+}
+
+// markDone records that the connection has ended and closes the channel
+// Done returned, if it was asked for.
+func (s *Session) markDone() {
+	if p := s.done.Swap(closedDone); p != nil && p != closedDone {
+		close(*p)
+	}
+}
+
+// isDone reports whether the connection has ended.
+func (s *Session) isDone() bool { return s.done.Load() == closedDone }
 
 // Err returns why the session closed, or nil while it is open.
 func (s *Session) Err() *CloseError {
-	select {
-	case <-s.done:
-		return s.cause.Load()
-	default:
+	if !s.isDone() {
 		return nil
 	}
+	return s.cause.Load()
 }
 
 // Close closes the session gracefully: frames already queued are written,
@@ -163,7 +209,7 @@ func (s *Session) waitDone() {
 	t := time.NewTimer(s.ep.cfg.disconnectTimeout + time.Second)
 	defer t.Stop()
 	select {
-	case <-s.done:
+	case <-s.doneChan():
 	case <-t.C:
 	}
 }
@@ -247,7 +293,6 @@ func (s *Session) closeWith(ce *CloseError, mode closeMode) {
 		return
 	}
 	s.began.Store(time.Now().UnixNano())
-	close(s.closing)
 	// The outbound queue refuses new frames first, so that nothing a
 	// cancelled handler answers can slip out before the close frame.
 	switch mode {
@@ -262,7 +307,9 @@ func (s *Session) closeWith(ce *CloseError, mode closeMode) {
 	}
 	s.mbox.closeBegan()
 	s.calls.fail(ce)
-	s.cancel(ce)
+	if sc := s.lazyCtx.Load(); sc != nil {
+		sc.cancel(ce) // else context makes it cancelled
+	}
 }
 
 // abort closes the session at once for a reason of this side's (slow
@@ -291,17 +338,14 @@ func (s *Session) ended(err error) {
 		s.cause.Store(peer)
 		ce = peer
 	}
-	s.hb.stop()
+	s.stopHeartbeat()
 	s.out.release()
-	if s.rl.reg {
+	if s.rl.Load() != nil {
 		s.ep.inl.remove(s)
 	}
 	s.ep.detach(s, ce)
-	close(s.done)
-	s.mbox.whenDrained(func() {
-		close(s.drained)
-		s.ep.sessionClosed(s, ce)
-	})
+	s.markDone()
+	s.mbox.whenDrained(func() { s.ep.sessionClosed(s, ce) })
 }
 
 // drainDeadline is when the inbound drain of a closing session gives up.
@@ -330,4 +374,31 @@ func (s *Session) readLoopPanicked(r any) {
 // debugCounts reports what a session still holds, for tests.
 func (s *Session) debugCounts() (inflight, pending, queued int) {
 	return s.mbox.inflightLen(), s.calls.len(), s.mbox.queuedLen()
+}
+
+// lazyCond is a sync.Cond made on the first Wait: a mailbox's read loop
+// rarely has to wait for room, and a sync.Cond is 56 bytes of every session.
+// All its methods are called with L held.
+type lazyCond struct {
+	L *sync.Mutex
+	c *sync.Cond
+}
+
+func (lc *lazyCond) Wait() {
+	if lc.c == nil {
+		lc.c = sync.NewCond(lc.L)
+	}
+	lc.c.Wait()
+}
+
+func (lc *lazyCond) Signal() {
+	if lc.c != nil {
+		lc.c.Signal()
+	}
+}
+
+func (lc *lazyCond) Broadcast() {
+	if lc.c != nil {
+		lc.c.Broadcast()
+	}
 }

@@ -28,8 +28,11 @@ import (
 // fields ignored on decode, time.Time as RFC 3339, Marshaler and Unmarshaler
 // types, invalid UTF-8 replaced by U+FFFD. The work is done by
 // github.com/goccy/go-json, which decodes five to six times faster than
-// encoding/json; the package's tests check its output and decoded values
-// against encoding/json's for each of those rules.
+// encoding/json, except for flat structs (all fields []byte, strings,
+// booleans and numbers, without JSON or text methods; see flatCodec), which
+// this package encodes and decodes itself, base64 straight into the output
+// and out of the input. The package's tests check the output and decoded
+// values of both against encoding/json's for each of those rules.
 //
 // Errors are encoding/json's own: when the fast path fails, the value is
 // encoded or decoded again with encoding/json, whose result (and error type:
@@ -61,6 +64,11 @@ func (JSON) MarshalAppend(b []byte, v any) ([]byte, error) {
 		}
 		return out, nil
 	}
+	if c, sv := flatValue(v); c != nil {
+		if out, ok := c.appendJSON(b, sv); ok {
+			return out, nil
+		}
+	}
 	enc := jsonEncoders.Get().(*jsonEncoder)
 	defer enc.release()
 	enc.w.b = b
@@ -91,6 +99,9 @@ func (JSON) Unmarshal(data []byte, v any) error {
 		}
 		return protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(data, m)
 	}
+	if c, sv := flatValue(v); c != nil && sv.CanSet() && c.decode(data, sv) {
+		return nil
+	}
 	if needsEncodingJSON(v) {
 		return json.Unmarshal(data, v)
 	}
@@ -100,6 +111,32 @@ func (JSON) Unmarshal(data []byte, v any) error {
 	}
 	return nil
 }
+
+// flatValue returns the flat codec of v's type (see flatCodec) and the
+// struct it is to encode or decode, v itself or what the pointer v points
+// to; a nil codec when v is of another type.
+func flatValue(v any) (*flatCodec, reflect.Value) {
+	sv := reflect.ValueOf(v)
+	if sv.Kind() == reflect.Pointer {
+		if sv.IsNil() {
+			return nil, sv
+		}
+		sv = sv.Elem()
+	}
+	if sv.Kind() != reflect.Struct {
+		return nil, sv
+	}
+	t := sv.Type()
+	c, ok := flatCodecs.Load(t)
+	if !ok {
+		c, _ = flatCodecs.LoadOrStore(t, newFlatCodec(t))
+	}
+	return c.(*flatCodec), sv
+}
+
+// flatCodecs caches flatValue's answer: reflect.Type → *flatCodec, nil for
+// the types that are not flat.
+var flatCodecs sync.Map
 
 // fastUnmarshal is gojson.Unmarshal, with a panic (a defect of the decoder
 // on some input) turned into an error, so that the caller falls back to

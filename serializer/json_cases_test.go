@@ -186,7 +186,7 @@ func marshalCases() []marshalCase {
 	t0 := time.Date(2026, 12, 1, 20, 52, 0, 123456789, time.FixedZone("x", 3600))
 	s := "pp"
 	ps := &s
-	return []marshalCase{
+	return append([]marshalCase{
 		{"tags zero", tagged{}},
 		{"tags full", tagged{Renamed: "r", Skipped: "s", Dash: "d", OmitInt: 1, OmitStr: "x", OmitSlice: []int{}, OmitMap: map[string]int{}, OmitPtr: iptr(0), OmitBool: true,
 			OmitTime: t0, OmitIface: 0, OmitFlt: -0.5, StrInt: -3, StrFloat: 1.5, StrBool: true, StrStr: `q"<`, StrPtr: iptr(7), Plain: 9, unexp: 3,
@@ -247,7 +247,7 @@ func marshalCases() []marshalCase {
 		}{1, 2}},
 		{"case fold", caseFold{"u", 1, "k"}},
 		{"big string", strings.Repeat("xé<", 3000)},
-	}
+	}, flatMarshalCases()...)
 }
 
 type unmarshalCase struct {
@@ -258,7 +258,7 @@ type unmarshalCase struct {
 
 func unmarshalCases() []unmarshalCase {
 	nt := func() any { return new(tagged) }
-	return []unmarshalCase{
+	return append([]unmarshalCase{
 		{"tags", `{"renamed":"r","Skipped":"s","-":"d","oi":1,"si":"12","sf":"1.5","sb":"true","ss":"\"x\"","sp":"4","Plain":3,"raw":{"a": [1]},"bytes":"AAEC/v8=","unexp":5}`, nt},
 		{"string option not quoted", `{"si":12}`, nt},
 		{"string option bad", `{"si":"x"}`, nt},
@@ -333,5 +333,5 @@ func unmarshalCases() []unmarshalCase {
 		{"nil pointer", `{}`, func() any { return (*caseFold)(nil) }},
 		{"nil", `{}`, func() any { return nil }},
 		{"bom", "\ufeff{}", func() any { return new(caseFold) }},
-	}
+	}, flatUnmarshalCases()...)
 }

@@ -181,6 +181,7 @@ func FuzzJSONMatchesEncodingJSON(f *testing.F) {
 		func() any { return new(deep) },
 		func() any { return new(withUnmarshalers) },
 		func() any { return new(map[string][]byte) },
+		func() any { return new(flatMsg) },
 	}
 	s := JSON{}
 	f.Fuzz(func(t *testing.T, in []byte) {

@@ -48,16 +48,10 @@ type Events interface {
 // Conn is one WebSocket connection.
 type Conn struct {
 	gc       *gws.Conn
-	nc       *netConn
 	ev       Events
 	server   bool
 	compress bool
-
-	// WriteFrames's scratch space, owned by the one writer.
-	hdr     []byte
-	bufs    [][]byte
-	nb      net.Buffers
-	scratch []byte
+	nc       netConn
 }
 
 // slot is the gws session storage of a connection; it points back to the

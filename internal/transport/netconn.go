@@ -40,13 +40,9 @@ type netConn struct {
 	// arrived (unix nanoseconds), 0 while no frame is in progress.
 	frameStart atomic.Int64
 
-	inject []byte // header lines for the handshake response, written once
+	inject string // header lines for the handshake response, written once
 
 	closeSent atomic.Bool // a close frame of this side's own went out
-
-	// closeWritten is set (under wmu) once a close frame has been written:
-	// a connection carries one, so later ones are dropped.
-	closeWritten bool
 
 	// refused is the code of a close frame gws wrote with the inflater's
 	// 1011 and fixInflateClose corrected (1007 or 1009), 0 if none.
@@ -57,17 +53,22 @@ type netConn struct {
 	// batches through Conn.WriteFrames.
 	wmu sync.Mutex
 
+	// closeWritten is set (under wmu) once a close frame has been written:
+	// a connection carries one, so later ones are dropped.
+	closeWritten bool
+
 	// beforeRead, when set, runs on the read loop before each read from the
 	// socket (Conn.BeforeRead).
 	beforeRead func()
 }
 
-func newNetConn(c net.Conn, ahead []byte) *netConn {
-	nc := &netConn{Conn: c, r: c}
+// init sets nc up to read and write through c, handing what was read ahead
+// of it over first. A netConn lives inside its Conn (one allocation).
+func (nc *netConn) init(c net.Conn, ahead []byte) {
+	nc.Conn, nc.r = c, c
 	if len(ahead) > 0 {
 		nc.r = io.MultiReader(bytes.NewReader(ahead), c)
 	}
-	return nc
 }
 
 func (c *netConn) Read(p []byte) (int, error) {
@@ -93,11 +94,11 @@ func (c *netConn) frameDone() { c.frameStart.Store(0) }
 func (c *netConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.inject != nil {
+	if c.inject != "" {
 		if i := bytes.Index(p, []byte("\r\n\r\n")); i >= 0 {
 			resp := make([]byte, 0, len(p)+len(c.inject))
 			resp = append(append(append(resp, p[:i+2]...), c.inject...), p[i+2:]...)
-			c.inject = nil
+			c.inject = ""
 			n, err := c.Conn.Write(resp)
 			c.tx.Add(uint64(n))
 			if err != nil {

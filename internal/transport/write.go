@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -15,6 +16,25 @@ type Frame struct {
 
 // maxHeader is the longest frame header: 2 bytes, 8 of length, 4 of mask.
 const maxHeader = 14
+
+// writeBufs is WriteFrames's scratch space. It is pooled rather than kept per
+// connection, so that an idle connection holds none of it.
+type writeBufs struct {
+	hdr     []byte
+	bufs    [][]byte
+	nb      net.Buffers
+	scratch []byte
+}
+
+var writeBufsPool = sync.Pool{New: func() any { return new(writeBufs) }}
+
+// put returns w to the pool, without what a very large batch made it grow to.
+func (w *writeBufs) put() {
+	if cap(w.bufs) > 1024 {
+		w.hdr, w.bufs = nil, nil
+	}
+	writeBufsPool.Put(w)
+}
 
 // WriteFrames writes frames in order. Without compression the library frames
 // them itself and writes them all with one vectored write (one system call
@@ -67,11 +87,13 @@ func (c *Conn) writeFrames(fs []Frame, until time.Time) (rest []byte, err error)
 		}
 		return nil, nil
 	}
-	if cap(c.hdr) < maxHeader*len(fs) {
-		c.hdr = make([]byte, maxHeader*len(fs))
+	w := writeBufsPool.Get().(*writeBufs)
+	defer w.put()
+	if cap(w.hdr) < maxHeader*len(fs) {
+		w.hdr = make([]byte, maxHeader*len(fs))
 	}
-	hdr := c.hdr[:maxHeader*len(fs)]
-	bufs := c.bufs[:0]
+	hdr := w.hdr[:maxHeader*len(fs)]
+	bufs := w.bufs[:0]
 	size := 0
 	for i, f := range fs {
 		h := hdr[i*maxHeader : i*maxHeader+maxHeader]
@@ -82,7 +104,7 @@ func (c *Conn) writeFrames(fs []Frame, until time.Time) (rest []byte, err error)
 		bufs = append(bufs, h[:n], f.B)
 		size += n + len(f.B)
 	}
-	c.bufs = bufs[:0]
+	w.bufs = bufs[:0]
 	c.nc.wmu.Lock()
 	defer c.nc.wmu.Unlock()
 	if _, ok := c.nc.Conn.(*net.TCPConn); ok {
@@ -91,9 +113,9 @@ func (c *Conn) writeFrames(fs []Frame, until time.Time) (rest []byte, err error)
 		if !until.IsZero() {
 			_ = c.nc.SetWriteDeadline(until)
 		}
-		c.nb = bufs
-		n, err := c.nb.WriteTo(c.nc.Conn) // writev; consumes c.nb
-		c.nb = nil
+		w.nb = bufs
+		n, err := w.nb.WriteTo(c.nc.Conn) // writev; consumes w.nb
+		w.nb = nil
 		c.nc.tx.Add(uint64(n))
 		if err != nil && !until.IsZero() && int(n) < size && IsTimeout(err) {
 			// The socket did not take it all in time: hand back the rest.
@@ -113,18 +135,18 @@ func (c *Conn) writeFrames(fs []Frame, until time.Time) (rest []byte, err error)
 		return rest, err
 	}
 	// TLS and other wrappers write each buffer on its own: copy into one.
-	if cap(c.scratch) < size {
-		c.scratch = make([]byte, 0, size)
+	if cap(w.scratch) < size {
+		w.scratch = make([]byte, 0, size)
 	}
-	out := c.scratch[:0]
+	out := w.scratch[:0]
 	for _, b := range bufs {
 		out = append(out, b...)
 	}
 	clear(bufs)
 	n, err := c.nc.Conn.Write(out)
 	c.nc.tx.Add(uint64(n))
-	if cap(c.scratch) > 256<<10 {
-		c.scratch = nil
+	if cap(w.scratch) > 256<<10 {
+		w.scratch = nil
 	}
 	return nil, err
 }
