@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"slices"
+	"unsafe"
 
 	simdbase64 "github.com/segmentio/asm/base64"
 )
@@ -19,7 +20,16 @@ var stdBase64 = simdbase64.StdEncoding
 func appendBase64(b, src []byte) []byte {
 	n := stdBase64.EncodedLen(len(src))
 	b = slices.Grow(b, n)
-	stdBase64.Encode(b[len(b):len(b)+n], src)
+	dst := b[len(b) : len(b)+n]
+	// The wide encoder's first load starts 4 bytes before src (masked);
+	// where that crosses into the previous page, which it does for every
+	// body that starts a page (any []byte of 4 KiB or more), the CPU takes
+	// ~130 ns to assist it. The first 6 bytes are encoded apart then.
+	if len(src) >= 64 && uintptr(unsafe.Pointer(unsafe.SliceData(src)))%4096 < 4 {
+		base64.StdEncoding.Encode(dst[:8], src[:6])
+		dst, src = dst[8:], src[6:]
+	}
+	stdBase64.Encode(dst, src)
 	return b[:len(b)+n]
 }
 

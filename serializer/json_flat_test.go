@@ -136,3 +136,23 @@ func TestDecodeBase64RefusesWhatStdRefuses(t *testing.T) {
 		}
 	}
 }
+
+// appendBase64 treats a body near the start of a page apart (see there):
+// bodies starting at every offset of a page, of lengths around the wide
+// encoder's block, come out as encoding/base64's.
+func TestAppendBase64AtEveryOffset(t *testing.T) {
+	t.Parallel()
+	buf := make([]byte, 3*4096)
+	for i := range buf {
+		buf[i] = byte(i * 13)
+	}
+	for off := range 4096 + 8 {
+		for _, n := range []int{0, 5, 63, 64, 65, 100, 1000} {
+			src := buf[off : off+n]
+			want := base64.StdEncoding.AppendEncode([]byte("x"), src)
+			if got := appendBase64([]byte("x"), src); !bytes.Equal(got, want) {
+				t.Fatalf("offset %d, %d bytes: %q, want %q", off, n, got, want)
+			}
+		}
+	}
+}
