@@ -262,9 +262,15 @@ func (ws *workerSet) busy() []string {
 // callbackQueue runs a session's event callbacks (OnSessionOpen, OnError,
 // OnUnhandled, OnSessionClose) one at a time, in the order they were posted,
 // on a goroutine that runs while there are callbacks and exits after. No
-// callback runs on a read loop or under a library lock.
+// callback runs on a read loop or under a library lock. Its state is made
+// on the first post: many sessions never have a callback to run until they
+// close.
 type callbackQueue struct {
-	ep      *endpoint
+	ep *endpoint
+	st atomic.Pointer[callbackState]
+}
+
+type callbackState struct {
 	mu      sync.Mutex
 	q       []namedFunc
 	running bool
@@ -278,29 +284,34 @@ type namedFunc struct {
 func (q *callbackQueue) init(ep *endpoint) { q.ep = ep }
 
 func (q *callbackQueue) post(name string, f func()) {
-	q.mu.Lock()
-	q.q = append(q.q, namedFunc{name, f})
-	start := !q.running
-	q.running = true
-	q.mu.Unlock()
+	st := q.st.Load()
+	if st == nil {
+		q.st.CompareAndSwap(nil, new(callbackState))
+		st = q.st.Load()
+	}
+	st.mu.Lock()
+	st.q = append(st.q, namedFunc{name, f})
+	start := !st.running
+	st.running = true
+	st.mu.Unlock()
 	if start {
-		q.ep.spawn(q.run)
+		q.ep.spawn(func() { q.run(st) })
 	}
 }
 
-func (q *callbackQueue) run() {
+func (q *callbackQueue) run(st *callbackState) {
 	for {
-		q.mu.Lock()
-		if len(q.q) == 0 {
-			q.q = nil
-			q.running = false
-			q.mu.Unlock()
+		st.mu.Lock()
+		if len(st.q) == 0 {
+			st.q = nil
+			st.running = false
+			st.mu.Unlock()
 			return
 		}
-		nf := q.q[0]
-		q.q[0] = namedFunc{}
-		q.q = q.q[1:]
-		q.mu.Unlock()
+		nf := st.q[0]
+		st.q[0] = namedFunc{}
+		st.q = st.q[1:]
+		st.mu.Unlock()
 		q.ep.callback(nf.name, nf.f)
 	}
 }

@@ -60,7 +60,7 @@ type mailbox struct {
 	s *Session
 
 	mu       sync.Mutex
-	room     sync.Cond // the read loop waits here for room
+	room     lazyCond // the read loop waits here for room
 	q        []*inbound
 	head     int
 	bytes    int
@@ -354,7 +354,7 @@ func (s *Session) OnMessage(msg *transport.Message) {
 			in.recycle()
 			return
 		}
-		in.ctx = s.ctx
+		in.ctx = s.context()
 		s.mbox.push(in)
 	case wire.KindRequest:
 		if in.env.ID == 0 {
@@ -402,7 +402,7 @@ func (s *Session) acceptRequest(in *inbound) {
 		s.mbox.dropLate(in)
 		return
 	}
-	in.hctx = newHandlerCtx(s.ctx, msDuration(in.env.TimeoutMs))
+	in.hctx = newHandlerCtx(s.context(), msDuration(in.env.TimeoutMs))
 	in.ctx = in.hctx
 	if !s.mbox.admit(in) {
 		s.replyError(id, CodeAlreadyExists, fmt.Sprintf("request id %d is already in flight", id))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,12 +35,15 @@ import (
 // (TestSessionSize pins it): whatever only a busy or closing session needs is
 // made on first use.
 type Session struct {
-	id     string
-	ep     *endpoint
-	conn   *transport.Conn
-	ser    serializer.Serializer
-	ctx    context.Context
-	cancel context.CancelCauseFunc
+	id   string
+	ep   *endpoint
+	conn *transport.Conn
+	ser  serializer.Serializer
+
+	// The session's base context (Context) is made on first use, from
+	// base: a session that never handles anything holds none.
+	base    context.Context
+	lazyCtx atomic.Pointer[sessionCtx]
 
 	// The one close state. cause is set once, by the first close. done is
 	// the channel Done returns, made when first asked for (doneChan) and
@@ -80,7 +84,7 @@ func newSession(ep *endpoint, id string, conn *transport.Conn, ser serializer.Se
 		conn: conn,
 		ser:  ser,
 	}
-	s.ctx, s.cancel = context.WithCancelCause(base)
+	s.base = base
 	s.out.init(s)
 	s.mbox.init(s)
 	s.cbq.init(ep)
@@ -95,7 +99,30 @@ func (s *Session) ID() string { return s.id }
 // server's Authorize function returned (none without WithAuthorize) and is
 // cancelled, with the *CloseError as its cause, as soon as the session
 // begins to close.
-func (s *Session) Context() context.Context { return s.ctx }
+func (s *Session) Context() context.Context { return s.context() }
+
+// sessionCtx is a session's base context and its cancel function.
+type sessionCtx struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+}
+
+// context returns the session's base context, making it on first use.
+func (s *Session) context() context.Context {
+	if sc := s.lazyCtx.Load(); sc != nil {
+		return sc.ctx
+	}
+	ctx, cancel := context.WithCancelCause(s.base)
+	if !s.lazyCtx.CompareAndSwap(nil, &sessionCtx{ctx, cancel}) {
+		cancel(nil)
+		return s.lazyCtx.Load().ctx
+	}
+	// A close that began before the context existed did not cancel it.
+	if ce := s.cause.Load(); ce != nil {
+		cancel(ce)
+	}
+	return ctx
+}
 
 // RemoteAddr returns the peer's network address.
 func (s *Session) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
@@ -270,7 +297,9 @@ func (s *Session) closeWith(ce *CloseError, mode closeMode) {
 	}
 	s.mbox.closeBegan()
 	s.calls.fail(ce)
-	s.cancel(ce)
+	if sc := s.lazyCtx.Load(); sc != nil {
+		sc.cancel(ce) // else context makes it cancelled
+	}
 }
 
 // abort closes the session at once for a reason of this side's (slow
@@ -332,4 +361,31 @@ func (s *Session) readLoopPanicked(r any) {
 // debugCounts reports what a session still holds, for tests.
 func (s *Session) debugCounts() (inflight, pending, queued int) {
 	return s.mbox.inflightLen(), s.calls.len(), s.mbox.queuedLen()
+}
+
+// lazyCond is a sync.Cond made on the first Wait: a mailbox's read loop
+// rarely has to wait for room, and a sync.Cond is 56 bytes of every session.
+// All its methods are called with L held.
+type lazyCond struct {
+	L *sync.Mutex
+	c *sync.Cond
+}
+
+func (lc *lazyCond) Wait() {
+	if lc.c == nil {
+		lc.c = sync.NewCond(lc.L)
+	}
+	lc.c.Wait()
+}
+
+func (lc *lazyCond) Signal() {
+	if lc.c != nil {
+		lc.c.Signal()
+	}
+}
+
+func (lc *lazyCond) Broadcast() {
+	if lc.c != nil {
+		lc.c.Broadcast()
+	}
 }

@@ -3,6 +3,7 @@ package netmsg_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -191,4 +192,36 @@ func TestMetadata(t *testing.T) {
 	assert.Equal(t, map[string]string{"traceparent": "00-abc-def-01", "tenant": "b"}, <-got)
 	require.NoError(t, cli.Send(context.Background(), Note{}))
 	assert.Nil(t, <-got)
+}
+
+// Without WithAuthorize a session's base context carries nothing of the
+// HTTP request (keeping r.Context() would keep net/http's contexts alive for
+// the session's lifetime); with it, what Authorize returned.
+func TestSessionBaseContext(t *testing.T) {
+	t.Parallel()
+	type key struct{}
+	for _, withAuth := range []bool{false, true} {
+		var opts []netmsg.ServerOption
+		if withAuth {
+			opts = append(opts, netmsg.WithAuthorize(func(r *http.Request) (context.Context, error) {
+				return context.WithValue(r.Context(), key{}, "alice"), nil
+			}))
+		}
+		srv, _ := pair(t, opts, nil, nil)
+		var ss *netmsg.Session
+		require.Eventually(t, func() bool {
+			for s := range srv.Sessions() {
+				ss = s
+			}
+			return ss != nil
+		}, 5*time.Second, time.Millisecond)
+		ctx := ss.Context()
+		if withAuth {
+			assert.Equal(t, "alice", ctx.Value(key{}))
+			assert.NotNil(t, ctx.Value(http.LocalAddrContextKey), "Authorize kept the request's values")
+		} else {
+			assert.Nil(t, ctx.Value(http.LocalAddrContextKey), "no value of the request")
+		}
+		assert.NoError(t, ctx.Err(), "the request's end does not end the session's context")
+	}
 }

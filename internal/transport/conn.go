@@ -48,10 +48,10 @@ type Events interface {
 // Conn is one WebSocket connection.
 type Conn struct {
 	gc       *gws.Conn
-	nc       *netConn
 	ev       Events
 	server   bool
 	compress bool
+	nc       netConn
 }
 
 // slot is the gws session storage of a connection; it points back to the

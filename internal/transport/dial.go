@@ -69,14 +69,16 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, sessionID str
 		p, _ := brw.Reader.Peek(n)
 		ahead = bytes.Clone(p)
 	}
-	nc := newNetConn(c, ahead)
+	conn := &Conn{server: true, compress: u.compress}
+	nc := &conn.nc
+	nc.init(c, ahead)
 	nc.inject = SessionHeader + ": " + sessionID + "\r\n"
 	brw.Reader.Reset(nc)
 	gc, err := u.u.UpgradeFromConn(nc, brw.Reader, r)
 	if err != nil {
 		return nil, err
 	}
-	conn := &Conn{gc: gc, nc: nc, server: true, compress: u.compress}
+	conn.gc = gc
 	gc.Session().(*slot).c = conn
 	return conn, nil
 }
@@ -145,7 +147,9 @@ func Dial(ctx context.Context, o DialOptions) (*Conn, string, error) {
 	defer cancelHS()
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 
-	nc := newNetConn(c, nil)
+	conn := &Conn{compress: o.Compression}
+	nc := &conn.nc
+	nc.init(c, nil)
 	sl := new(slot)
 	gc, resp, err := gws.NewClientFromConn(handler{}, &gws.ClientOption{
 		Addr:                o.RawURL,
@@ -173,7 +177,7 @@ func Dial(ctx context.Context, o DialOptions) (*Conn, string, error) {
 		}
 		return nil, "", fmt.Errorf("netmsg: handshake with %s: %w", o.RawURL, err)
 	}
-	conn := &Conn{gc: gc, nc: nc, compress: o.Compression}
+	conn.gc = gc
 	sl.c = conn
 	return conn, resp.Header.Get(SessionHeader), nil
 }

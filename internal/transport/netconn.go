@@ -58,12 +58,13 @@ type netConn struct {
 	closeWritten bool
 }
 
-func newNetConn(c net.Conn, ahead []byte) *netConn {
-	nc := &netConn{Conn: c, r: c}
+// init sets nc up to read and write through c, handing what was read ahead
+// of it over first. A netConn lives inside its Conn (one allocation).
+func (nc *netConn) init(c net.Conn, ahead []byte) {
+	nc.Conn, nc.r = c, c
 	if len(ahead) > 0 {
 		nc.r = io.MultiReader(bytes.NewReader(ahead), c)
 	}
-	return nc
 }
 
 func (c *netConn) Read(p []byte) (int, error) {

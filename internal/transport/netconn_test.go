@@ -54,7 +54,8 @@ func TestFixInflateClose(t *testing.T) {
 func TestOneCloseFramePerConnection(t *testing.T) {
 	t.Parallel()
 	a, b := net.Pipe()
-	nc := newNetConn(a, nil)
+	nc := new(netConn)
+	nc.init(a, nil)
 	got := make(chan []byte, 1)
 	go func() {
 		all, _ := io.ReadAll(b)
