@@ -14,6 +14,7 @@ require (
 	github.com/cenkalti/backoff/v4 v4.3.0 // indirect
 	github.com/goccy/go-json v0.12.0 // indirect
 	github.com/klauspost/compress v1.17.9 // indirect
+	github.com/segmentio/asm v1.2.1 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.42.0 // indirect

@@ -31,8 +31,9 @@ import (
 // encoding/json, except for flat structs (all fields []byte, strings,
 // booleans and numbers, without JSON or text methods; see flatCodec), which
 // this package encodes and decodes itself, base64 straight into the output
-// and out of the input. The package's tests check the output and decoded
-// values of both against encoding/json's for each of those rules.
+// and out of the input (with segmentio/asm's SIMD base64). The package's
+// tests check the output and decoded values of both against encoding/json's
+// for each of those rules.
 //
 // Errors are encoding/json's own: when the fast path fails, the value is
 // encoded or decoded again with encoding/json, whose result (and error type:

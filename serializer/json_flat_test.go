@@ -107,3 +107,52 @@ func FuzzDecodeBase64(f *testing.F) {
 		}
 	})
 }
+
+// One foreign byte at every position of a long base64 text, where the wide
+// decoder meets it in the middle of a block: decodeBase64 agrees with
+// encoding/base64 on each.
+func TestDecodeBase64RefusesWhatStdRefuses(t *testing.T) {
+	t.Parallel()
+	src := make([]byte, 300)
+	for i := range src {
+		src[i] = byte(i * 7)
+	}
+	valid := []byte(base64.StdEncoding.EncodeToString(src))
+	got, ok := decodeBase64(valid)
+	require.True(t, ok)
+	require.Equal(t, src, got)
+	for i := range valid {
+		for _, c := range []byte("=*-_ .\"\\\x00\x7f\x80\xff\r\n") {
+			in := bytes.Clone(valid)
+			in[i] = c
+			got, ok := decodeBase64(in)
+			want, err := base64.StdEncoding.DecodeString(string(in))
+			if ok && (err != nil || !bytes.Equal(got, want)) {
+				t.Fatalf("%q at %d: decodeBase64 %x, encoding/base64 %x %v", c, i, got, want, err)
+			}
+			if !ok && err == nil && c != '\r' && c != '\n' && c != '=' {
+				t.Errorf("%q at %d: refused what encoding/base64 takes", c, i)
+			}
+		}
+	}
+}
+
+// appendBase64 treats a body near the start of a page apart (see there):
+// bodies starting at every offset of a page, of lengths around the wide
+// encoder's block, come out as encoding/base64's.
+func TestAppendBase64AtEveryOffset(t *testing.T) {
+	t.Parallel()
+	buf := make([]byte, 3*4096)
+	for i := range buf {
+		buf[i] = byte(i * 13)
+	}
+	for off := range 4096 + 8 {
+		for _, n := range []int{0, 5, 63, 64, 65, 100, 1000} {
+			src := buf[off : off+n]
+			want := base64.StdEncoding.AppendEncode([]byte("x"), src)
+			if got := appendBase64([]byte("x"), src); !bytes.Equal(got, want) {
+				t.Fatalf("offset %d, %d bytes: %q, want %q", off, n, got, want)
+			}
+		}
+	}
+}
