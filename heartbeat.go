@@ -236,17 +236,21 @@ func (s *Session) tick() *outbound {
 	slow := cfg.frameTimeout > 0 && age >= cfg.frameTimeout
 	s.hb.mu.Unlock()
 
-	if lost || slow {
-		s.stopHeartbeat()
-	}
+	var ce *CloseError
 	switch {
 	case lost:
-		s.abort(&CloseError{Reason: CloseConnectionLost, Code: closeCodeAbnormal,
-			Text: "nothing received for " + cfg.receiveTimeout.String()})
-		return nil
+		ce = &CloseError{Reason: CloseConnectionLost, Code: closeCodeAbnormal,
+			Text: "nothing received for " + cfg.receiveTimeout.String()}
 	case slow:
-		s.abort(&CloseError{Reason: CloseConnectionLost, Code: closeCodeAbnormal,
-			Text: "a frame took longer than " + cfg.frameTimeout.String() + " to arrive"})
+		ce = &CloseError{Reason: CloseConnectionLost, Code: closeCodeAbnormal,
+			Text: "a frame took longer than " + cfg.frameTimeout.String() + " to arrive"}
+	}
+	if ce != nil {
+		// Not on the wheel's goroutine: closing a TLS connection sends an
+		// alert first and may wait for a peer that does not read, which
+		// must not hold up the other sessions' ticks.
+		s.stopHeartbeat()
+		s.ep.spawn(func() { s.abort(ce) })
 		return nil
 	}
 	if cfg.heartbeatInterval > 0 {
