@@ -68,13 +68,9 @@ type readLoop struct {
 	// the session is in the watchdog's list (both: inlineWatch.mu).
 	seen uint64
 	reg  bool
-	// canHold: the read loop may write its answers itself, waiting for the
-	// socket a bounded time (transport.Conn.CanWriteUntil).
+	// canHold: the read loop may write its answers itself, without waiting
+	// for the socket (transport.Conn.CanWriteNow).
 	canHold bool
-	// rest is the unwritten tail of a batch the read loop could not write
-	// in time (outbound.flushQuick); the writer writes it before anything
-	// else. Guarded by the outbound's lock.
-	rest []byte
 }
 
 // readLoopState returns s's inline-run state, making it (on the read loop)
@@ -83,7 +79,7 @@ func (s *Session) readLoopState() *readLoop {
 	if rl := s.rl.Load(); rl != nil {
 		return rl
 	}
-	rl := &readLoop{canHold: s.conn.CanWriteUntil()}
+	rl := &readLoop{canHold: s.conn.CanWriteNow()}
 	rl.mctx.s = s
 	s.rl.Store(rl)
 	s.ep.inl.add(s)

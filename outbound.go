@@ -152,13 +152,22 @@ func (o *outbound) init(s *Session) { o.s = s }
 // push queues a data frame. It fails with the session's *CloseError when the
 // session is closing, and closes the session as a slow consumer when the
 // frame would take the queue over its limit.
+//
+// When no writer runs, the caller writes what is queued itself, as far as
+// the socket takes it at once (a non-blocking write: it never waits for the
+// peer), and leaves the rest to a writer goroutine. That saves waking a
+// writer for every frame of a session that sends one at a time.
 func (o *outbound) push(f *frame) error {
 	start, ok := o.enqueue(f)
 	if !ok {
 		return o.s.closedErr()
 	}
 	if start {
-		o.s.ep.startWriter(o)
+		if o.s.conn.CanWriteNow() {
+			o.flushQuick()
+		} else {
+			o.s.ep.startWriter(o)
+		}
 	}
 	return nil
 }
@@ -235,17 +244,13 @@ func (o *outbound) releaseHeld() {
 	}
 }
 
-// readLoopWriteWait is the longest the read loop waits for the socket to take
-// the answers it produced; the rest goes on with a writer.
-const readLoopWriteWait = time.Millisecond
-
-// flushQuick writes one batch on the read loop, the writing already taken,
-// waiting for the socket at most readLoopWriteWait. Anything not written by
-// then, or queued since, or a close frame, goes on with a writer.
+// flushQuick writes one batch on the calling goroutine (the read loop, or a
+// sender), the writing already taken, as far as the socket takes it at once:
+// it never waits for the peer. Anything not written, or queued since, or a
+// close frame, goes on with a writer goroutine.
 func (o *outbound) flushQuick() {
 	o.mu.Lock()
-	rl := o.s.rl.Load()
-	if o.state != outOpen || o.hard || o.closeCE != nil || rl.rest != nil {
+	if o.state != outOpen || o.hard || o.closeCE != nil {
 		o.mu.Unlock()
 		o.s.ep.startWriter(o)
 		return
@@ -262,12 +267,7 @@ func (o *outbound) flushQuick() {
 	o.mu.Unlock()
 
 	fs := sc.layout(batch, ponging, pinging, pongN)
-	now := time.Now()
-	rest, err := o.s.conn.WriteFramesUntil(fs, now.Add(readLoopWriteWait))
-	// The writer's deadline, as write would set it; gws's own writes (its
-	// close answer) see it too.
-	o.s.conn.SetWriteDeadline(now.Add(o.s.ep.cfg.writeTimeout))
-	o.wdeadline = monoNanos(now)
+	pending, err := o.s.conn.WriteFramesNow(fs)
 	sc.done(fs)
 	n := releaseBatch(batch)
 
@@ -281,8 +281,7 @@ func (o *outbound) flushQuick() {
 		o.failed(err)
 		return
 	}
-	rl.rest = rest
-	more := rest != nil || len(o.q) > 0 || o.pongSet || o.pingSet || o.closeCE != nil
+	more := pending || len(o.q) > 0 || o.pongSet || o.pingSet || o.closeCE != nil
 	if !more {
 		o.writing = false
 	}
@@ -524,6 +523,13 @@ func (o *outbound) flushOwn() { o.flush() }
 func (o *outbound) flush() {
 	sc := scratchPool.Get().(*writeScratch)
 	defer scratchPool.Put(sc)
+	if o.s.conn.Pending() {
+		// What a write that did not wait left (flushQuick) goes first.
+		if err := o.write(nil); err != nil {
+			o.failed(err)
+			return
+		}
+	}
 	for {
 		o.mu.Lock()
 		if o.state == outDone {
@@ -532,18 +538,14 @@ func (o *outbound) flush() {
 			return
 		}
 		batch, ponging, pinging, pongN := o.take(sc)
-		var rest []byte
-		if rl := o.s.rl.Load(); rl != nil && rl.rest != nil {
-			rest, rl.rest = rl.rest, nil
-		}
-		closing := o.closeCE != nil && len(batch) == 0 && !ponging && !pinging && rest == nil
+		closing := o.closeCE != nil && len(batch) == 0 && !ponging && !pinging
 		ce := o.closeCE
 		if closing {
 			o.closeCE = nil
 			o.state = outDone
 		}
 		hard := o.hard
-		if len(batch) == 0 && !ponging && !pinging && !closing && rest == nil {
+		if len(batch) == 0 && !ponging && !pinging && !closing {
 			o.writing = false
 			o.spare = batch
 			o.mu.Unlock()
@@ -559,11 +561,7 @@ func (o *outbound) flush() {
 			return
 		}
 		var err error
-		if rest != nil && !hard {
-			// The read loop's write that ran out of time: its tail first.
-			err = o.writeRest(rest) // on failure the frames after it cannot go either
-		}
-		if err == nil && !hard {
+		if !hard {
 			fs := sc.layout(batch, ponging, pinging, pongN)
 			err = o.write(fs)
 			sc.done(fs)
@@ -580,14 +578,6 @@ func (o *outbound) flush() {
 			return
 		}
 	}
-}
-
-// writeRest writes the tail of a batch the read loop began.
-func (o *outbound) writeRest(rest []byte) error {
-	now := time.Now()
-	o.s.conn.SetWriteDeadline(now.Add(o.s.ep.cfg.writeTimeout))
-	o.wdeadline = monoNanos(now)
-	return o.s.conn.WriteRaw(rest)
 }
 
 // failed stops the writing after a failed write.

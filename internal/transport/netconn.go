@@ -60,6 +60,11 @@ type netConn struct {
 	// beforeRead, when set, runs on the read loop before each read from the
 	// socket (Conn.BeforeRead).
 	beforeRead func()
+
+	// nw is Conn.WriteFramesNow's state, made on first use; its tail is what
+	// a non-blocking write left unwritten, written before anything else
+	// (under wmu).
+	nw *nowWriter
 }
 
 // init sets nc up to read and write through c, handing what was read ahead
@@ -106,6 +111,9 @@ func (c *netConn) Write(p []byte) (int, error) {
 			}
 			return len(p), nil
 		}
+	}
+	if err := c.writeTail(); err != nil {
+		return 0, err
 	}
 	if len(p) >= 2 && p[0] == 0x88 { // FIN + close opcode, a whole frame in one write
 		if c.closeWritten {

@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
-	"time"
 )
 
 // Frame is one frame to write.
@@ -24,6 +23,7 @@ type writeBufs struct {
 	bufs    [][]byte
 	nb      net.Buffers
 	scratch []byte
+	iov     []iovec // WriteFramesNow's
 }
 
 var writeBufsPool = sync.Pool{New: func() any { return new(writeBufs) }}
@@ -43,29 +43,51 @@ func (w *writeBufs) put() {
 // their buffers must belong to this write alone. Only one goroutine may call
 // it at a time (the session's writer).
 func (c *Conn) WriteFrames(fs []Frame) error {
-	_, err := c.writeFrames(fs, time.Time{})
+	_, err := c.writeFrames(fs, false)
 	return err
 }
 
-// CanWriteUntil reports whether WriteFramesUntil can hand back an unwritten
-// rest: the library frames the connection's writes itself (no compression)
-// on a plain TCP socket. A TLS connection cannot go on after a timed-out
-// write.
-func (c *Conn) CanWriteUntil() bool {
-	if c.compress {
+// CanWriteNow reports whether WriteFramesNow can be used: the library frames
+// the connection's writes itself (no compression) on a plain TCP socket, on
+// a system where it makes non-blocking vectored writes (Linux).
+func (c *Conn) CanWriteNow() bool {
+	if c.compress || !canWriteNow {
 		return false
 	}
 	_, ok := c.nc.Conn.(*net.TCPConn)
 	return ok
 }
 
-// WriteFramesUntil writes frames like WriteFrames, but waits for the socket
-// only until deadline (it must be in the future): what the socket has not
-// taken by then is returned as rest, a copy of the frames' remaining bytes,
-// to be written with WriteRaw before anything else. Only when CanWriteUntil.
-// The write deadline stays set to deadline.
-func (c *Conn) WriteFramesUntil(fs []Frame, deadline time.Time) (rest []byte, err error) {
-	return c.writeFrames(fs, deadline)
+// WriteFramesNow writes frames like WriteFrames, but only as far as the
+// socket takes them at once: it never waits for the peer. What the socket did
+// not take is kept (a copy) and written before anything else by the next
+// write of any kind; pending reports whether there is such a rest, which a
+// WriteFrames (of no frames, if need be) then writes. Only when CanWriteNow.
+func (c *Conn) WriteFramesNow(fs []Frame) (pending bool, err error) {
+	return c.writeFrames(fs, true)
+}
+
+// Pending reports whether a rest of WriteFramesNow's waits to be written.
+func (c *Conn) Pending() bool {
+	c.nc.wmu.Lock()
+	defer c.nc.wmu.Unlock()
+	return c.nc.nw != nil && len(c.nc.nw.tail) > 0
+}
+
+// writeTail writes what a non-blocking write left, waiting for the socket;
+// wmu is held.
+func (c *netConn) writeTail() error {
+	if c.nw == nil || len(c.nw.tail) == 0 {
+		return nil
+	}
+	n, err := c.Conn.Write(c.nw.tail)
+	c.tx.Add(uint64(n))
+	if err != nil {
+		c.nw.tail = c.nw.tail[n:]
+		return err
+	}
+	c.nw.tail = nil
+	return nil
 }
 
 // WriteRaw writes bytes that are already framed: the rest WriteFramesUntil
@@ -78,14 +100,14 @@ func (c *Conn) WriteRaw(b []byte) error {
 	return err
 }
 
-func (c *Conn) writeFrames(fs []Frame, until time.Time) (rest []byte, err error) {
+func (c *Conn) writeFrames(fs []Frame, now bool) (pending bool, err error) {
 	if c.compress {
 		for _, f := range fs {
 			if err := c.gc.WriteMessage(f.Op, f.B); err != nil {
-				return nil, err
+				return false, err
 			}
 		}
-		return nil, nil
+		return false, nil
 	}
 	w := writeBufsPool.Get().(*writeBufs)
 	defer w.put()
@@ -110,29 +132,21 @@ func (c *Conn) writeFrames(fs []Frame, until time.Time) (rest []byte, err error)
 	if _, ok := c.nc.Conn.(*net.TCPConn); ok {
 		// A field, not a local: a local net.Buffers escapes through
 		// WriteTo, one allocation per write.
-		if !until.IsZero() {
-			_ = c.nc.SetWriteDeadline(until)
+		if now {
+			pending, err = c.writeNow(w, bufs, size)
+			clear(bufs)
+			return pending, err
+		}
+		if err := c.nc.writeTail(); err != nil {
+			clear(bufs)
+			return false, err
 		}
 		w.nb = bufs
 		n, err := w.nb.WriteTo(c.nc.Conn) // writev; consumes w.nb
 		w.nb = nil
 		c.nc.tx.Add(uint64(n))
-		if err != nil && !until.IsZero() && int(n) < size && IsTimeout(err) {
-			// The socket did not take it all in time: hand back the rest.
-			rest = make([]byte, 0, size-int(n))
-			skip := int(n)
-			for _, b := range bufs {
-				if skip >= len(b) {
-					skip -= len(b)
-					continue
-				}
-				rest = append(rest, b[skip:]...)
-				skip = 0
-			}
-			err = nil
-		}
 		clear(bufs)
-		return rest, err
+		return false, err
 	}
 	// TLS and other wrappers write each buffer on its own: copy into one.
 	if cap(w.scratch) < size {
@@ -148,7 +162,7 @@ func (c *Conn) writeFrames(fs []Frame, until time.Time) (rest []byte, err error)
 	if cap(w.scratch) > 256<<10 {
 		w.scratch = nil
 	}
-	return nil, err
+	return false, err
 }
 
 // header writes a final, uncompressed frame header for a payload of n bytes
