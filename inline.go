@@ -303,10 +303,12 @@ func (iw *inlineWatch) handoffAll() {
 }
 
 // watch is the watchdog's goroutine. It exits once no handler has run inline
-// for 50 ticks, or at once when the endpoint stops and none runs.
+// for as long as an idle dispatcher waits for work (at most 50 ticks), or at
+// once when the endpoint stops and none runs.
 func (iw *inlineWatch) watch() {
 	t := time.NewTicker(watchdogTick)
 	defer t.Stop()
+	linger := min(50, int(iw.ep.workerIdle/watchdogTick))
 	idle := 0
 	type seen struct {
 		s   *Session
@@ -323,7 +325,7 @@ func (iw *inlineWatch) watch() {
 		}
 		if iw.now.Load() == 0 {
 			idle++
-			if idle < 50 && !iw.ep.isStopping() {
+			if idle < linger && !iw.ep.isStopping() {
 				continue
 			}
 			iw.running.Store(false)
