@@ -51,6 +51,9 @@ type endpoint struct {
 	// groups is the server's group membership; nil on a client.
 	groups *groupSet
 
+	// hbw ticks the sessions' heartbeats; nil when they are off.
+	hbw *hbWheel
+
 	stats endpointStats
 }
 
@@ -74,6 +77,7 @@ func (ep *endpoint) init(cfg *config) {
 	ep.fanWake = make(chan struct{})
 	ep.stopping = make(chan struct{})
 	ep.workerIdle = defaultWorkerIdle
+	ep.hbw = newHBWheel(ep)
 }
 
 // spawn runs f on a goroutine the endpoint owns and waits for.
