@@ -10,9 +10,10 @@ import (
 
 // maxProtoRoundTripAllocs is what one protobuf request and its response cost
 // in allocations, client and server together: gws's *Message per frame (2),
-// the decoded request and response (2), protobuf's copy of each bytes field
-// (2), the handler's reply (1, the user's) and the handler's context (1).
-const maxProtoRoundTripAllocs = 8
+// the decoded request with its handler's context (1: allocated together,
+// handlers.go) and the decoded response (1), protobuf's copy of each bytes
+// field (2) and the handler's reply (1, the user's).
+const maxProtoRoundTripAllocs = 7
 
 // The allocation budget of a round trip is a limit, not a measurement that
 // drifts: a change that adds one fails here, not only in a benchmark table.

@@ -335,7 +335,7 @@ func (c *Client) abandon(s *Session, reason string) {
 	if reason != "" {
 		_ = s.Close(reason)
 	}
-	<-s.Done()
+	<-s.doneChan()
 	c.disconnected(s.Err())
 }
 
@@ -424,7 +424,7 @@ func (c *Client) sessionEnded(s *Session, ce *CloseError) {
 func (c *Client) supervise(s *Session) {
 	for {
 		upAt := time.Now()
-		<-s.Done() // Close closes the session, so this ends then too
+		<-s.doneChan() // Close closes the session, so this ends then too
 		ce := s.Err()
 		reconnect := c.backoff != nil && ce.ShouldReconnect()
 		if !reconnect {
@@ -567,7 +567,7 @@ func (c *Client) sessionFor(ctx context.Context, deadline time.Time) (*Session, 
 			// Closing: the client stops counting as connected on it once
 			// its connection has ended.
 			select {
-			case <-s.Done():
+			case <-s.doneChan():
 			case <-ctx.Done():
 				return nil, fmt.Errorf("%w: %w", ErrNotConnected, ctx.Err())
 			}

@@ -36,6 +36,7 @@ type endpoint struct {
 	stopOnce   sync.Once
 	workerIdle time.Duration // 0: workers exit as soon as they run out of work
 	workers    workerSet
+	inl        inlineWatch // handlers running inline on read loops
 
 	// active counts envelopes queued or being handled, for the drain.
 	active   atomic.Int64
@@ -78,6 +79,7 @@ func (ep *endpoint) init(cfg *config) {
 	ep.stopping = make(chan struct{})
 	ep.workerIdle = defaultWorkerIdle
 	ep.hbw = newHBWheel(ep)
+	ep.inl.ep = ep
 }
 
 // spawn runs f on a goroutine the endpoint owns and waits for.
@@ -160,6 +162,9 @@ func (ep *endpoint) waitGoroutines(timeout time.Duration, waiters *atomic.Int64)
 	if calledFromUserCode() {
 		waiters.Add(1)
 		defer waiters.Add(-1)
+		// The caller may be a handler running on a read loop of this
+		// endpoint, which must go on reading for the close to complete.
+		ep.inl.handoffAll()
 	}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
@@ -367,6 +372,7 @@ func msDuration(ms uint64) time.Duration {
 // startReading runs the session's read loop on a goroutine the endpoint owns.
 func (ep *endpoint) startReading(s *Session) {
 	s.conn.Bind(s)
+	s.conn.BeforeRead(s.out.flushHeld)
 	s.startHeartbeat()
 	ep.spawn(func() { s.conn.ReadLoop(s.readLoopPanicked) })
 }

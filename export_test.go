@@ -18,3 +18,17 @@ func PendingCallsForTest(s *Session) (pending int, armed bool) {
 	defer s.calls.mu.Unlock()
 	return len(s.calls.pending), s.calls.armed != 0
 }
+
+// InlineCountsForTest reports how many handlers ep ran on a read loop, how
+// many of those were handed off, and how many of the handoffs the watchdog
+// made.
+func InlineCountsForTest(r Registrar) (runs, handoffs, watched uint64) {
+	var ep *endpoint
+	switch x := r.(type) {
+	case *Server:
+		ep = &x.ep
+	case *Client:
+		ep = &x.ep
+	}
+	return ep.inl.runs.Load(), ep.inl.handoffs.Load(), ep.inl.watched.Load()
+}

@@ -26,6 +26,11 @@ type handlerCtx struct {
 	mu       sync.Mutex
 	canceled bool                   // cancel ran before std existed
 	std      atomic.Pointer[stdCtx] // set once, under mu
+
+	// s and run: the handler runs inline, as run run of s's read loop
+	// (inline.go); Done hands the reading off first. nil otherwise.
+	s   *Session
+	run uint64
 }
 
 // stdCtx is the standard context a handlerCtx delegates to once it exists.
@@ -46,7 +51,12 @@ func newHandlerCtx(parent context.Context, timeout time.Duration) *handlerCtx {
 
 func (c *handlerCtx) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.IsZero() }
 
-func (c *handlerCtx) Done() <-chan struct{} { return c.materialize().Done() }
+func (c *handlerCtx) Done() <-chan struct{} {
+	if c.s != nil && c.s.rl.Load().word.Load() == c.run<<2|rlInline {
+		c.s.handoff(c.run)
+	}
+	return c.materialize().Done()
+}
 
 func (c *handlerCtx) Err() error {
 	if std := c.std.Load(); std != nil {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/netmsg/netmsg/serializer"
 	"google.golang.org/protobuf/proto"
@@ -76,8 +77,23 @@ func AddRequestHandler[Req Request[Resp], Resp any](r Registrar, h RequestHandle
 		}
 		return resp, nil
 	}
-	return r.handlerRegistry().addRequest(ti, func(ctx context.Context, s *Session, in *inbound) (any, error) {
-		req, err := decodeAs[Req](s.ser, in.env.Payload)
+	decode := func(s *Session, in *inbound) (context.Context, Req, error) {
+		// The request's value and its handler's context, in one allocation:
+		// the value lives as long as the handler keeps it, and the small
+		// context with it.
+		b := new(struct {
+			c handlerCtx
+			v Req
+		})
+		ctx := s.bindHandlerCtx(in, &b.c)
+		err := s.ser.Unmarshal(in.env.Payload, &b.v)
+		return ctx, b.v, err
+	}
+	if reflect.TypeFor[Req]().Kind() == reflect.Pointer {
+		decode = decodeNextToCtx[Req]()
+	}
+	return r.handlerRegistry().addRequest(ti, func(s *Session, in *inbound) (any, error) {
+		ctx, req, err := decode(s, in)
 		in.closeMsg()
 		if err != nil {
 			return nil, Errorf(CodeInvalidArgument, "cannot decode %s: %v", ti.name, err)
@@ -87,6 +103,25 @@ func AddRequestHandler[Req Request[Resp], Resp any](r Registrar, h RequestHandle
 		}
 		return run(ctx, s, req)
 	})
+}
+
+// decodeNextToCtx returns the decoder of a request of pointer type T (a
+// protobuf message, *T): the value it points to is allocated together with
+// the handler's context, in a struct type made once per request type, so a
+// request costs one allocation for both.
+func decodeNextToCtx[T any]() func(s *Session, in *inbound) (context.Context, T, error) {
+	bt := reflect.StructOf([]reflect.StructField{
+		{Name: "C", Type: reflect.TypeFor[handlerCtx]()},
+		{Name: "V", Type: reflect.TypeFor[T]().Elem()},
+	})
+	off := bt.Field(1).Offset
+	return func(s *Session, in *inbound) (context.Context, T, error) {
+		p := reflect.New(bt).UnsafePointer()
+		v := unsafe.Add(p, off)
+		req := *(*T)(unsafe.Pointer(&v)) // T is a pointer type
+		ctx := s.bindHandlerCtx(in, (*handlerCtx)(p))
+		return ctx, req, s.ser.Unmarshal(in.env.Payload, req)
+	}
 }
 
 // Peer is what requests and messages are sent to: *Session and *Client.
@@ -205,7 +240,7 @@ func newTypeInfo[T any]() typeInfo {
 
 // requestInvoker decodes a request, runs the typed handler and encodes the
 // response payload.
-type requestInvoker func(ctx context.Context, s *Session, in *inbound) (any, error)
+type requestInvoker func(s *Session, in *inbound) (any, error)
 
 // messageDispatcher is implemented by the typed list of a type's message handlers.
 type messageDispatcher interface {

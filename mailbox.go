@@ -16,9 +16,16 @@ import (
 type inbound struct {
 	msg  *transport.Message
 	env  wire.Envelope
-	ctx  context.Context // the handler's context: s.ctx for messages, hctx for requests
-	hctx *handlerCtx     // requests
+	ctx  context.Context // a message handler's context
+	hctx *handlerCtx     // a request handler's, once its handler starts (bindHandlerCtx)
 	cost int             // what it holds in memory, counted against MailboxBytes
+
+	deadline int64  // a request's deadline (unix nanoseconds), 0: none
+	run      uint64 // the inline run it is handled in, 0: on a dispatcher
+
+	// registered: the request is in the mailbox's inflight table (CANCEL
+	// finds it). A request run inline is registered only if handed off.
+	registered bool
 }
 
 // inboundOverhead is what an envelope costs beyond its frame buffer: the
@@ -108,6 +115,14 @@ func (m *mailbox) push(in *inbound) {
 	}
 	for !m.closed && !m.gone && len(m.q)-m.head > 0 &&
 		(len(m.q)-m.head >= cfg.mailboxSize || m.bytes+in.cost > cfg.mailboxBytes) {
+		if m.s.out.held.Load() {
+			// Answers the read loop holds for its next read must not wait
+			// for room with it: a writer takes them.
+			m.mu.Unlock()
+			m.s.out.releaseHeld()
+			m.mu.Lock()
+			continue
+		}
 		m.waiting = true
 		m.room.Wait()
 	}
@@ -281,6 +296,7 @@ func (m *mailbox) admit(in *inbound) bool {
 		m.inflight = make(map[uint64]*inbound)
 	}
 	m.inflight[in.env.ID] = in
+	in.registered = true
 	return true
 }
 
@@ -291,7 +307,9 @@ func (m *mailbox) cancel(id uint64) {
 	in := m.inflight[id]
 	if in != nil {
 		delete(m.inflight, id)
-		in.hctx.cancel()
+		if in.hctx != nil { // else bindHandlerCtx sees it gone
+			in.hctx.cancel()
+		}
 	}
 	m.mu.Unlock()
 }
@@ -306,9 +324,16 @@ func (m *mailbox) finish(in *inbound) bool {
 	return m.forget(in)
 }
 
-// forget is finish with m.mu held.
+// forget is finish with m.mu held. A request run inline and never handed
+// off was never registered: nothing could cancel it.
 func (m *mailbox) forget(in *inbound) bool {
-	if in.env.Kind != wire.KindRequest || m.inflight[in.env.ID] != in {
+	if in.env.Kind != wire.KindRequest {
+		return false
+	}
+	if !in.registered {
+		return true
+	}
+	if m.inflight[in.env.ID] != in {
 		return false
 	}
 	delete(m.inflight, in.env.ID)
@@ -355,6 +380,10 @@ func (s *Session) OnMessage(msg *transport.Message) {
 			return
 		}
 		in.ctx = s.context()
+		if s.ep.cfg.inline && s.mbox.tryInline() {
+			s.runInline(in)
+			return
+		}
 		s.mbox.push(in)
 	case wire.KindRequest:
 		if in.env.ID == 0 {
@@ -402,8 +431,13 @@ func (s *Session) acceptRequest(in *inbound) {
 		s.mbox.dropLate(in)
 		return
 	}
-	in.hctx = newHandlerCtx(s.context(), msDuration(in.env.TimeoutMs))
-	in.ctx = in.hctx
+	if in.env.TimeoutMs > 0 {
+		in.deadline = time.Now().Add(msDuration(in.env.TimeoutMs)).UnixNano()
+	}
+	if s.ep.cfg.inline && s.mbox.tryInline() {
+		s.runInline(in)
+		return
+	}
 	if !s.mbox.admit(in) {
 		s.replyError(id, CodeAlreadyExists, fmt.Sprintf("request id %d is already in flight", id))
 		in.recycle()
@@ -484,19 +518,24 @@ func (s *Session) dispatch(w *worker) {
 			}
 			return
 		}
-		s.handle(w, in)
+		s.handle(w, in, 0)
 		s.ep.active.Add(-1)
 	}
 }
 
-func (s *Session) handle(w *worker, in *inbound) {
+// handle runs in's handler on a dispatcher, or on the read loop for inline
+// run inl (0: not inline).
+func (s *Session) handle(w *worker, in *inbound, inl uint64) {
 	defer in.recycle()
-	if len(in.env.Metadata) > 0 {
-		in.ctx = withIncoming(in.ctx, in.env.Metadata)
+	if inl != 0 {
+		defer s.endInline(inl) // before the recycle: a handoff may read in
 	}
 	if in.env.Kind == wire.KindRequest {
-		s.handleRequest(w, in)
+		s.handleRequest(w, in, inl)
 		return
+	}
+	if len(in.env.Metadata) > 0 {
+		in.ctx = withIncoming(in.ctx, in.env.Metadata)
 	}
 	e := s.ep.reg.lookup(in.env.Type)
 	if e == nil || e.messages == nil {
@@ -517,9 +556,9 @@ func (s *Session) handle(w *worker, in *inbound) {
 	}
 }
 
-func (s *Session) handleRequest(w *worker, in *inbound) {
+func (s *Session) handleRequest(w *worker, in *inbound, inl uint64) {
 	id := in.env.ID
-	if in.ctx.Err() != nil {
+	if inl == 0 && s.requestOver(in) {
 		// Cancelled or timed out while queued: the caller has stopped waiting.
 		// Once the session closes its callers have failed with the
 		// *CloseError and no answer can be sent: the request is dropped,
@@ -532,13 +571,16 @@ func (s *Session) handleRequest(w *worker, in *inbound) {
 	e := s.ep.reg.lookup(in.env.Type)
 	if e == nil || e.request == nil {
 		if s.mbox.finish(in) {
-			s.replyOwn(errorFrame(id, CodeUnimplemented, "no handler for "+string(in.env.Type)))
+			s.reply(inl, errorFrame(id, CodeUnimplemented, "no handler for "+string(in.env.Type)))
 		}
 		return
 	}
 	w.set(e, s)
 	resp, err := s.invoke(e, in)
 	w.set(nil, nil)
+	if inl != 0 {
+		s.endInline(inl) // before finish: a handoff registers the request
+	}
 	if !s.mbox.finish(in) {
 		return // the caller cancelled; nobody waits for the answer
 	}
@@ -547,16 +589,64 @@ func (s *Session) handleRequest(w *worker, in *inbound) {
 		if _, ok := err.(*Error); !ok && code == CodeInternal {
 			s.ep.reportError(s, fmt.Errorf("netmsg: %s handler: %w", e.name, err))
 		}
-		s.replyOwn(errorFrame(id, code, text))
+		s.reply(inl, errorFrame(id, code, text))
 		return
 	}
 	f, err := s.encode(wire.KindResponse, id, "", resp, 0, nil)
 	if err != nil {
 		s.ep.reportError(s, fmt.Errorf("netmsg: %s handler's response: %w", e.name, err))
-		s.replyOwn(errorFrame(id, CodeInternal, "internal error"))
+		s.reply(inl, errorFrame(id, CodeInternal, "internal error"))
+		return
+	}
+	s.reply(inl, f)
+}
+
+// reply queues an answer produced by a handler of this session: on the read
+// loop (inline run inl, not handed off) it waits for the read loop's next
+// read, on a dispatcher it goes as replyOwn says.
+func (s *Session) reply(inl uint64, f *frame) {
+	if inl != 0 && !s.endInline(inl) {
+		s.out.pushHeld(f, s.rl.Load().canHold)
 		return
 	}
 	s.replyOwn(f)
+}
+
+// requestOver reports whether a queued request need not run: its caller
+// cancelled it, its deadline passed or the session is closing.
+func (s *Session) requestOver(in *inbound) bool {
+	if in.deadline != 0 && time.Now().UnixNano() >= in.deadline || s.isClosing() {
+		return true
+	}
+	m := &s.mbox
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return in.registered && m.inflight[in.env.ID] != in
+}
+
+// bindHandlerCtx sets up hc, allocated with the request's value, as the
+// handler's context of in and returns the context the handler gets (with
+// the request's metadata). From then on a CANCEL cancels hc; one that came
+// before finds it created cancelled.
+func (s *Session) bindHandlerCtx(in *inbound, hc *handlerCtx) context.Context {
+	hc.parent = s.context()
+	if in.deadline != 0 {
+		hc.deadline = time.Unix(0, in.deadline)
+	}
+	if in.run != 0 {
+		hc.s, hc.run = s, in.run
+	}
+	m := &s.mbox
+	m.mu.Lock()
+	if in.registered && m.inflight[in.env.ID] != in {
+		hc.canceled = true
+	}
+	in.hctx = hc
+	m.mu.Unlock()
+	if len(in.env.Metadata) > 0 {
+		return withIncoming(hc, in.env.Metadata)
+	}
+	return hc
 }
 
 // replyOwn queues an answer produced on this session's dispatcher and, when
@@ -587,7 +677,7 @@ func (s *Session) invoke(e *entry, in *inbound) (resp any, err error) {
 			resp, err = nil, s.handlerPanicked("request", e.name, r)
 		}
 	}()
-	return e.request(in.ctx, s, in)
+	return e.request(s, in)
 }
 
 func errorFrame(id uint64, code Code, msg string) *frame {

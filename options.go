@@ -46,6 +46,7 @@ type config struct {
 	mailboxBytes      int
 	frameTimeout      time.Duration
 	concurrency       int
+	inline            bool
 	compression       bool
 	logger            *slog.Logger
 	onError           func(*Session, error)
@@ -68,6 +69,7 @@ func defaultConfig() config {
 		mailboxBytes:      DefaultMailboxBytes,
 		frameTimeout:      DefaultFrameTimeout,
 		concurrency:       1,
+		inline:            true,
 		logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 }
@@ -275,6 +277,18 @@ func WithSessionConcurrency(n int) Option {
 			c.concurrency = n
 		}
 	})
+}
+
+// WithInlineHandlers lets a session's read loop run a handler itself when the
+// session has no other handler running or waiting (default on). It saves a
+// goroutine switch per message and lets the answers to pipelined requests
+// leave in one write. A handler that waits (on its ctx, Session.Done, a
+// request of its own, or anything else, caught within a few milliseconds by
+// a watchdog) hands the reading to another goroutine first, so no handler
+// stalls a read loop for longer than that. Off: every handler runs on a
+// dispatcher goroutine.
+func WithInlineHandlers(on bool) Option {
+	return sharedOption(func(c *config) { c.inline = on })
 }
 
 // WithCompression turns permessage-deflate on or off. Default off.

@@ -114,6 +114,10 @@ type outbound struct {
 	hard    bool // closed hard: keep the short deadline, write only the close frame
 	pongSet bool
 	pingSet bool
+	// held: the read loop holds the writing (writing is set, no writer
+	// runs) and writes what is queued just before its next read from the
+	// socket (flushHeld). Set under mu, taken back by the read loop (unhold).
+	held atomic.Bool
 
 	closeCE *CloseError // the close frame's code and text, once queued
 	kill    *time.Timer
@@ -166,9 +170,23 @@ func (o *outbound) pushOwn(f *frame) (flush bool) {
 	return start
 }
 
+// pushHeld queues a frame produced on the read loop. When no writer runs,
+// the read loop takes the writing and does it just before its next read
+// (flushHeld), so what it produces meanwhile goes in the same write.
+func (o *outbound) pushHeld(f *frame, canHold bool) {
+	start, _ := o.enqueueHold(f, canHold)
+	if start {
+		o.s.ep.startWriter(o)
+	}
+}
+
 // enqueue adds f to the queue and reports whether the caller must start the
 // writer. A frame that is refused (ok false) is released.
-func (o *outbound) enqueue(f *frame) (start, ok bool) {
+func (o *outbound) enqueue(f *frame) (start, ok bool) { return o.enqueueHold(f, false) }
+
+// enqueueHold is enqueue; with hold, the read loop takes the writing instead
+// of starting a writer, when it can write without waiting on the socket.
+func (o *outbound) enqueueHold(f *frame, hold bool) (start, ok bool) {
 	c := f.cost()
 	max := o.s.ep.cfg.maxQueuedBytes
 	o.mu.Lock()
@@ -190,8 +208,138 @@ func (o *outbound) enqueue(f *frame) (start, ok bool) {
 	o.cost += c
 	start = !o.writing
 	o.writing = true
+	if start && hold {
+		o.held.Store(true)
+		start = false
+	}
 	o.mu.Unlock()
 	return start, true
+}
+
+// flushHeld writes what the read loop holds, if anything; the read loop
+// calls it just before it reads from the socket. It waits for the socket at
+// most readLoopWriteWait: what the socket has not taken by then goes on with
+// a writer goroutine.
+func (o *outbound) flushHeld() {
+	if !o.held.Load() || !o.held.Swap(false) {
+		return
+	}
+	o.flushQuick()
+}
+
+// releaseHeld hands what the read loop holds to a writer: the reading moves
+// to another goroutine, or the read loop is about to wait.
+func (o *outbound) releaseHeld() {
+	if o.held.Load() && o.held.Swap(false) {
+		o.s.ep.startWriter(o)
+	}
+}
+
+// readLoopWriteWait is the longest the read loop waits for the socket to take
+// the answers it produced; the rest goes on with a writer.
+const readLoopWriteWait = time.Millisecond
+
+// flushQuick writes one batch on the read loop, the writing already taken,
+// waiting for the socket at most readLoopWriteWait. Anything not written by
+// then, or queued since, or a close frame, goes on with a writer.
+func (o *outbound) flushQuick() {
+	o.mu.Lock()
+	rl := o.s.rl.Load()
+	if o.state != outOpen || o.hard || o.closeCE != nil || rl.rest != nil {
+		o.mu.Unlock()
+		o.s.ep.startWriter(o)
+		return
+	}
+	sc := scratchPool.Get().(*writeScratch)
+	defer scratchPool.Put(sc)
+	batch, ponging, pinging, pongN := o.take(sc)
+	if len(batch) == 0 && !ponging && !pinging {
+		o.writing = false
+		o.spare = batch
+		o.mu.Unlock()
+		return
+	}
+	o.mu.Unlock()
+
+	fs := sc.layout(batch, ponging, pinging, pongN)
+	now := time.Now()
+	rest, err := o.s.conn.WriteFramesUntil(fs, now.Add(readLoopWriteWait))
+	// The writer's deadline, as write would set it; gws's own writes (its
+	// close answer) see it too.
+	o.s.conn.SetWriteDeadline(now.Add(o.s.ep.cfg.writeTimeout))
+	o.wdeadline = monoNanos(now)
+	sc.done(fs)
+	n := releaseBatch(batch)
+
+	o.mu.Lock()
+	o.cost -= n
+	if cap(batch) <= 256 {
+		o.spare = batch[:0]
+	}
+	if err != nil {
+		o.mu.Unlock()
+		o.failed(err)
+		return
+	}
+	rl.rest = rest
+	more := rest != nil || len(o.q) > 0 || o.pongSet || o.pingSet || o.closeCE != nil
+	if !more {
+		o.writing = false
+	}
+	o.mu.Unlock()
+	if more {
+		o.s.ep.startWriter(o)
+	}
+}
+
+// take takes the queued frames and the control slots for a write; o.mu is
+// held.
+func (o *outbound) take(sc *writeScratch) (batch []*frame, ponging, pinging bool, pongN int) {
+	ponging, pinging = o.pongSet, o.pingSet
+	if ponging {
+		pongN = copy(sc.pong[:], o.pong)
+	}
+	if pinging {
+		sc.ping = o.ping
+	}
+	o.pongSet, o.pingSet = false, false
+	batch = o.q
+	o.q, o.spare = o.spare, nil
+	return batch, ponging, pinging, pongN
+}
+
+// layout lays a batch out for the transport, control frames first.
+func (sc *writeScratch) layout(batch []*frame, ponging, pinging bool, pongN int) []transport.Frame {
+	fs := sc.frames[:0]
+	if ponging {
+		fs = append(fs, transport.Frame{Op: transport.OpPong, B: sc.pong[:pongN]})
+	}
+	if pinging {
+		fs = append(fs, transport.Frame{Op: transport.OpPing, B: sc.ping[:]})
+	}
+	for _, f := range batch {
+		fs = append(fs, transport.Frame{Op: transport.OpBinary, B: f.b})
+	}
+	return fs
+}
+
+// done gives the frames' space back after a write.
+func (sc *writeScratch) done(fs []transport.Frame) {
+	clear(fs)
+	if cap(fs) <= 256 {
+		sc.frames = fs[:0]
+	}
+}
+
+// releaseBatch releases written (or dropped) frames and returns their cost.
+func releaseBatch(batch []*frame) int {
+	n := 0
+	for i, f := range batch {
+		n += f.cost()
+		f.release()
+		batch[i] = nil
+	}
+	return n
 }
 
 // control sets the ping or pong slot; a newer payload replaces an older one
@@ -376,7 +524,6 @@ func (o *outbound) flushOwn() { o.flush() }
 func (o *outbound) flush() {
 	sc := scratchPool.Get().(*writeScratch)
 	defer scratchPool.Put(sc)
-	pong, ping := &sc.pong, &sc.ping
 	for {
 		o.mu.Lock()
 		if o.state == outDone {
@@ -384,25 +531,19 @@ func (o *outbound) flush() {
 			o.mu.Unlock()
 			return
 		}
-		ponging, pinging := o.pongSet, o.pingSet
-		pongN := 0
-		if ponging {
-			pongN = copy(pong[:], o.pong)
+		batch, ponging, pinging, pongN := o.take(sc)
+		var rest []byte
+		if rl := o.s.rl.Load(); rl != nil && rl.rest != nil {
+			rest, rl.rest = rl.rest, nil
 		}
-		if pinging {
-			*ping = o.ping
-		}
-		o.pongSet, o.pingSet = false, false
-		batch := o.q
-		o.q, o.spare = o.spare, nil
-		closing := o.closeCE != nil && len(batch) == 0 && !ponging && !pinging
+		closing := o.closeCE != nil && len(batch) == 0 && !ponging && !pinging && rest == nil
 		ce := o.closeCE
 		if closing {
 			o.closeCE = nil
 			o.state = outDone
 		}
 		hard := o.hard
-		if len(batch) == 0 && !ponging && !pinging && !closing {
+		if len(batch) == 0 && !ponging && !pinging && !closing && rest == nil {
 			o.writing = false
 			o.spare = batch
 			o.mu.Unlock()
@@ -418,55 +559,56 @@ func (o *outbound) flush() {
 			return
 		}
 		var err error
-		if !hard {
-			fs := sc.frames[:0]
-			if ponging {
-				fs = append(fs, transport.Frame{Op: transport.OpPong, B: pong[:pongN]})
-			}
-			if pinging {
-				fs = append(fs, transport.Frame{Op: transport.OpPing, B: ping[:]})
-			}
-			for _, f := range batch {
-				fs = append(fs, transport.Frame{Op: transport.OpBinary, B: f.b})
-			}
+		if rest != nil && !hard {
+			// The read loop's write that ran out of time: its tail first.
+			err = o.writeRest(rest) // on failure the frames after it cannot go either
+		}
+		if err == nil && !hard {
+			fs := sc.layout(batch, ponging, pinging, pongN)
 			err = o.write(fs)
-			clear(fs)
-			if cap(fs) <= 256 {
-				sc.frames = fs[:0]
-			}
+			sc.done(fs)
 		}
-		n := 0
-		for i, f := range batch {
-			n += f.cost()
-			f.release()
-			batch[i] = nil
-		}
+		n := releaseBatch(batch)
 		o.mu.Lock()
 		o.cost -= n
 		if cap(batch) <= 256 {
 			o.spare = batch[:0]
 		}
+		o.mu.Unlock()
 		if err != nil {
-			o.writing = false
-			if errors.Is(err, net.ErrClosed) {
-				// The socket is closed under the session: by Close or Kill
-				// (the cause is set already), by gws on the read loop after
-				// the peer's close frame or a read error, or by whatever owns
-				// the net.Conn. The read loop's next read fails, and ended
-				// records why: a network error recorded here would win over
-				// the peer's close code and its reconnect hint. A read loop
-				// waiting for mailbox room is woken to go and read.
-				o.state = outDone
-				o.mu.Unlock()
-				o.s.mbox.socketGone()
-				return
-			}
-			o.mu.Unlock()
-			o.s.writeFailed(err)
+			o.failed(err)
 			return
 		}
-		o.mu.Unlock()
 	}
+}
+
+// writeRest writes the tail of a batch the read loop began.
+func (o *outbound) writeRest(rest []byte) error {
+	now := time.Now()
+	o.s.conn.SetWriteDeadline(now.Add(o.s.ep.cfg.writeTimeout))
+	o.wdeadline = monoNanos(now)
+	return o.s.conn.WriteRaw(rest)
+}
+
+// failed stops the writing after a failed write.
+func (o *outbound) failed(err error) {
+	o.mu.Lock()
+	o.writing = false
+	if errors.Is(err, net.ErrClosed) {
+		// The socket is closed under the session: by Close or Kill (the
+		// cause is set already), by gws on the read loop after the peer's
+		// close frame or a read error, or by whatever owns the net.Conn.
+		// The read loop's next read fails, and ended records why: a
+		// network error recorded here would win over the peer's close code
+		// and its reconnect hint. A read loop waiting for mailbox room is
+		// woken to go and read.
+		o.state = outDone
+		o.mu.Unlock()
+		o.s.mbox.socketGone()
+		return
+	}
+	o.mu.Unlock()
+	o.s.writeFailed(err)
 }
 
 // write writes a batch of frames with the write deadline, refreshed when an

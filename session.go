@@ -59,6 +59,9 @@ type Session struct {
 	hb    heartbeat
 	cbq   callbackQueue
 	rtt   atomic.Int64
+	// rl is the state of handlers run inline on the read loop (inline.go),
+	// made by the read loop on first use.
+	rl atomic.Pointer[readLoop]
 
 	// ext holds what other parts of the library keep per session (group
 	// membership, typed values; key.go): nil until first used, released
@@ -134,7 +137,13 @@ func (s *Session) Serializer() serializer.Serializer { return s.ser }
 func (s *Session) RTT() time.Duration { return time.Duration(s.rtt.Load()) }
 
 // Done returns a channel that is closed when the connection has ended.
-func (s *Session) Done() <-chan struct{} { return s.doneChan() }
+//
+// A handler waiting on it from the read loop hands the reading to another
+// goroutine first (see WithInlineHandlers).
+func (s *Session) Done() <-chan struct{} {
+	s.handoffNow()
+	return s.doneChan()
+}
 
 // closedDone is what a session's done becomes once its connection has ended.
 var closedDone = func() *chan struct{} { ch := make(chan struct{}); close(ch); return &ch }()
@@ -196,6 +205,7 @@ func (s *Session) Kick(reason string) error {
 // by DisconnectTimeout (then the connection is dropped); the extra second
 // only guards against a bug.
 func (s *Session) waitDone() {
+	s.handoffNow() // a handler of s, inline, would wait for itself
 	t := time.NewTimer(s.ep.cfg.disconnectTimeout + time.Second)
 	defer t.Stop()
 	select {
@@ -330,6 +340,9 @@ func (s *Session) ended(err error) {
 	}
 	s.stopHeartbeat()
 	s.out.release()
+	if s.rl.Load() != nil {
+		s.ep.inl.remove(s)
+	}
 	s.ep.detach(s, ce)
 	s.markDone()
 	s.mbox.whenDrained(func() { s.ep.sessionClosed(s, ce) })

@@ -120,6 +120,12 @@ func (l logger) Error(v ...any) { l.l.Error("gws: " + fmt.Sprint(v...)) }
 // Bind sets the receiver of the connection's events; call it before ReadLoop.
 func (c *Conn) Bind(ev Events) { c.ev = ev }
 
+// BeforeRead sets f to run on the read loop each time it is about to read
+// from the socket (gws's buffer is empty): the moment to write what the read
+// loop produced meanwhile, so answers to pipelined requests leave together.
+// Call it before ReadLoop.
+func (c *Conn) BeforeRead(f func()) { c.nc.beforeRead = f }
+
 // SubProtocol returns the negotiated subprotocol.
 func (c *Conn) SubProtocol() string { return c.gc.SubProtocol() }
 
@@ -147,6 +153,12 @@ func (c *Conn) FrameAge(now time.Time) time.Duration {
 // and a peer can make that panic (gws v1.9.1 turns a 64-bit frame length with
 // the top bit set into a negative int and slices with it). Such a panic is
 // recovered here and handed to onPanic instead; gws's OnClose never runs then.
+//
+// ReadLoop may be called again, on a new goroutine, from inside
+// Events.OnMessage: the new call goes on reading where the frame being
+// handled ended (gws v1.9.1 keeps no reader state on the goroutine's stack
+// across OnMessage; gws_pin_test.go pins that). The goroutine that called
+// OnMessage must then never return into gws: it ends with runtime.Goexit.
 func (c *Conn) ReadLoop(onPanic func(any)) {
 	defer func() {
 		if r := recover(); r != nil {

@@ -16,8 +16,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -428,6 +431,86 @@ func TestGwsPinSubprotocol(t *testing.T) {
 			assert.Equal(t, tc.want, p.Resp.Header.Get("Sec-WebSocket-Protocol"))
 			assert.Equal(t, "pin-session", p.Resp.Header.Get(transport.SessionHeader))
 			assert.Equal(t, tc.want, ps.next(t).SubProtocol())
+		})
+	}
+}
+
+// TestGwsPinReadLoopReentry pins what inline handlers rely on (the
+// library's readLoop.handoff): from inside OnMessage, a new goroutine may
+// call ReadLoop again and go on reading exactly where the frame being handled
+// ended, while the goroutine that called OnMessage still runs; that
+// goroutine then ends with runtime.Goexit and never returns into gws. gws
+// v1.9.1 keeps everything about the next frame on the Conn (its buffered
+// reader, frame header, continuation state), not on the stack, and its
+// deferred calls on the way out (its Recovery, the pooled buffer of a
+// compressed frame) are harmless when they run on Goexit. Each frame is
+// handed over once, in order, compressed, fragmented or not; OnClose runs
+// once, on the last reader.
+func TestGwsPinReadLoopReentry(t *testing.T) {
+	t.Parallel()
+	for _, compress := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "deflate"}[compress], func(t *testing.T) {
+			t.Parallel()
+			ev := newPinEvents()
+			var conn atomic.Pointer[transport.Conn]
+			var wg sync.WaitGroup
+			t.Cleanup(wg.Wait)            // after servePins's cleanup has killed the socket
+			exited := make(chan bool, 64) // true: the old reader went out by Goexit
+			var n atomic.Int32
+			ev.onMsg = func(m *transport.Message) {
+				got := bytes.Clone(m.Bytes())
+				_ = m.Close()
+				i := n.Add(1)
+				ev.msgs <- got
+				if i%2 == 0 {
+					return
+				}
+				// Every other frame: hand the reading to a new goroutine and,
+				// once it has read the next frame, leave by Goexit.
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					conn.Load().ReadLoop(func(r any) { t.Errorf("reader panicked: %v", r) })
+				}()
+				deadline := time.Now().Add(nettest.Wait)
+				for n.Load() == i && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
+				viaGoexit := true
+				defer func() { exited <- viaGoexit }()
+				runtime.Goexit()
+				viaGoexit = false // not reached
+			}
+			hdr := http.Header(nil)
+			if compress {
+				hdr = deflateHeader()
+			}
+			ps := servePins(t, transport.Options{Compression: compress}, ev)
+			p := nettest.DialWSUpgraded(t, ps.addr, nettest.WSDial{Header: hdr})
+			conn.Store(ps.next(t))
+			var want [][]byte
+			for i := range 12 {
+				body := bytes.Repeat([]byte{byte('a' + i)}, 200+i*300)
+				want = append(want, body)
+				switch {
+				case compress && i%3 == 0:
+					p.WriteRaw(t, nettest.Frame(nettest.Fin|0x40|nettest.OpBinary, deflate(t, body)))
+				case i%3 == 1: // fragmented: two frames
+					p.WriteRaw(t, append(nettest.Frame(nettest.OpBinary, body[:100]), nettest.Frame(nettest.Fin|0x0, body[100:])...))
+				default:
+					p.WriteRaw(t, nettest.Frame(nettest.Fin|nettest.OpBinary, body))
+				}
+			}
+			for i := range want {
+				got := nettest.Recv(t, ev.msgs, "frame "+strconv.Itoa(i))
+				require.Equal(t, want[i], got, "frame %d", i)
+			}
+			for range 6 {
+				assert.True(t, nettest.Recv(t, exited, "the old reader to exit"), "an old reader returned from Goexit")
+			}
+			_ = p.Close()
+			nettest.Recv(t, ev.closed, "OnClose")
+			nettest.None(t, ev.closed, 50*time.Millisecond, "a second OnClose")
 		})
 	}
 }

@@ -56,6 +56,10 @@ type netConn struct {
 	// closeWritten is set (under wmu) once a close frame has been written:
 	// a connection carries one, so later ones are dropped.
 	closeWritten bool
+
+	// beforeRead, when set, runs on the read loop before each read from the
+	// socket (Conn.BeforeRead).
+	beforeRead func()
 }
 
 // init sets nc up to read and write through c, handing what was read ahead
@@ -68,6 +72,9 @@ func (nc *netConn) init(c net.Conn, ahead []byte) {
 }
 
 func (c *netConn) Read(p []byte) (int, error) {
+	if c.beforeRead != nil {
+		c.beforeRead()
+	}
 	n, err := c.r.Read(p)
 	if n > 0 {
 		c.rx.Add(uint64(n))

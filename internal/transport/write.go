@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"time"
 )
 
 // Frame is one frame to write.
@@ -42,13 +43,49 @@ func (w *writeBufs) put() {
 // their buffers must belong to this write alone. Only one goroutine may call
 // it at a time (the session's writer).
 func (c *Conn) WriteFrames(fs []Frame) error {
+	_, err := c.writeFrames(fs, time.Time{})
+	return err
+}
+
+// CanWriteUntil reports whether WriteFramesUntil can hand back an unwritten
+// rest: the library frames the connection's writes itself (no compression)
+// on a plain TCP socket. A TLS connection cannot go on after a timed-out
+// write.
+func (c *Conn) CanWriteUntil() bool {
+	if c.compress {
+		return false
+	}
+	_, ok := c.nc.Conn.(*net.TCPConn)
+	return ok
+}
+
+// WriteFramesUntil writes frames like WriteFrames, but waits for the socket
+// only until deadline (it must be in the future): what the socket has not
+// taken by then is returned as rest, a copy of the frames' remaining bytes,
+// to be written with WriteRaw before anything else. Only when CanWriteUntil.
+// The write deadline stays set to deadline.
+func (c *Conn) WriteFramesUntil(fs []Frame, deadline time.Time) (rest []byte, err error) {
+	return c.writeFrames(fs, deadline)
+}
+
+// WriteRaw writes bytes that are already framed: the rest WriteFramesUntil
+// returned.
+func (c *Conn) WriteRaw(b []byte) error {
+	c.nc.wmu.Lock()
+	defer c.nc.wmu.Unlock()
+	n, err := c.nc.Conn.Write(b)
+	c.nc.tx.Add(uint64(n))
+	return err
+}
+
+func (c *Conn) writeFrames(fs []Frame, until time.Time) (rest []byte, err error) {
 	if c.compress {
 		for _, f := range fs {
 			if err := c.gc.WriteMessage(f.Op, f.B); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		return nil
+		return nil, nil
 	}
 	w := writeBufsPool.Get().(*writeBufs)
 	defer w.put()
@@ -73,12 +110,29 @@ func (c *Conn) WriteFrames(fs []Frame) error {
 	if _, ok := c.nc.Conn.(*net.TCPConn); ok {
 		// A field, not a local: a local net.Buffers escapes through
 		// WriteTo, one allocation per write.
+		if !until.IsZero() {
+			_ = c.nc.SetWriteDeadline(until)
+		}
 		w.nb = bufs
 		n, err := w.nb.WriteTo(c.nc.Conn) // writev; consumes w.nb
 		w.nb = nil
 		c.nc.tx.Add(uint64(n))
+		if err != nil && !until.IsZero() && int(n) < size && IsTimeout(err) {
+			// The socket did not take it all in time: hand back the rest.
+			rest = make([]byte, 0, size-int(n))
+			skip := int(n)
+			for _, b := range bufs {
+				if skip >= len(b) {
+					skip -= len(b)
+					continue
+				}
+				rest = append(rest, b[skip:]...)
+				skip = 0
+			}
+			err = nil
+		}
 		clear(bufs)
-		return err
+		return rest, err
 	}
 	// TLS and other wrappers write each buffer on its own: copy into one.
 	if cap(w.scratch) < size {
@@ -94,7 +148,7 @@ func (c *Conn) WriteFrames(fs []Frame) error {
 	if cap(w.scratch) > 256<<10 {
 		w.scratch = nil
 	}
-	return err
+	return nil, err
 }
 
 // header writes a final, uncompressed frame header for a payload of n bytes

@@ -209,6 +209,11 @@ type rrStats struct {
 
 func runRR(out io.Writer, o *options) error {
 	kinds := o.filter(harness.RRKinds)
+	for _, k := range harness.RRAblationKinds {
+		if o.kinds[k] {
+			kinds = append(kinds, k)
+		}
+	}
 	fmt.Fprintf(out, "## Round trips\n\n")
 	fmt.Fprintf(out, "rt/s: median of %d rounds (min–max in brackets); p50/p99 over all rounds' samples; CPU, allocations and bytes per round trip for the whole process (client + server), median of rounds. × raw: against gws-raw of the same shape and size; × gRPC: against grpc. The -c16 rows (1×16 only) run the netmsg server with WithSessionConcurrency(16).\n\n", o.rounds)
 	fmt.Fprintf(out, "| shape | contender | rt/s | × raw gws | × gRPC | p50 | p99 | CPU µs/rt | allocs/rt | B/rt |\n")

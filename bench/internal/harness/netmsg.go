@@ -11,7 +11,7 @@ import (
 )
 
 func serializerFor(kind string) serializer.Serializer {
-	if kind == NetmsgProto || kind == NetmsgProtoC16 {
+	if kind == NetmsgProto || kind == NetmsgProtoC16 || kind == NetmsgProtoDispatch {
 		return serializer.Protobuf{}
 	}
 	return serializer.JSON{}
@@ -113,15 +113,20 @@ type netmsgSystem struct {
 func startNetmsg(kind string) func(conns, inflight, size int) (System, error) {
 	return func(conns, _, size int) (System, error) {
 		var opts []netmsg.ServerOption
+		var copts []netmsg.ClientOption
 		if kind == NetmsgJSONC16 || kind == NetmsgProtoC16 {
 			opts = append(opts, netmsg.WithSessionConcurrency(16))
+		}
+		if kind == NetmsgJSONDispatch || kind == NetmsgProtoDispatch {
+			opts = append(opts, netmsg.WithInlineHandlers(false))
+			copts = append(copts, netmsg.WithInlineHandlers(false))
 		}
 		srv, err := startNetmsgServer(kind, opts...)
 		if err != nil {
 			return nil, err
 		}
 		addEcho(kind, srv.srv)
-		clients, err := dialNetmsg(serializerKind(kind), srv.URL, conns)
+		clients, err := dialNetmsg(serializerKind(kind), srv.URL, conns, copts...)
 		if err != nil {
 			srv.Close()
 			return nil, err

@@ -20,7 +20,16 @@ const (
 	NetmsgJSONC16  = "netmsg-json-c16"
 	NetmsgProtoC16 = "netmsg-proto-c16"
 	ARPC           = "arpc" // lesismal/arpc over TCP
+
+	// Variants with WithInlineHandlers(false) on both ends: every handler
+	// on a dispatcher goroutine, as before inline handlers (for A/B runs;
+	// they run only when named in -kinds).
+	NetmsgJSONDispatch  = "netmsg-json-dispatch"
+	NetmsgProtoDispatch = "netmsg-proto-dispatch"
 )
+
+// RRAblationKinds are the A/B variants, run only when asked for by name.
+var RRAblationKinds = []string{NetmsgJSONDispatch, NetmsgProtoDispatch}
 
 // RRKinds lists the round-trip contenders in table order.
 var RRKinds = []string{GWSRaw, GWSMux, NetmsgJSON, NetmsgProto, GRPC, ARPC}
@@ -58,14 +67,16 @@ func SizeName(n int) string {
 // StartRR starts contender kind for shape sh.
 func StartRR(kind string, sh Shape) (System, error) {
 	start := map[string]func(conns, inflight, size int) (System, error){
-		GWSRaw:         startGWSRaw,
-		GWSMux:         startGWSMux,
-		NetmsgJSON:     startNetmsg(NetmsgJSON),
-		NetmsgProto:    startNetmsg(NetmsgProto),
-		NetmsgJSONC16:  startNetmsg(NetmsgJSONC16),
-		NetmsgProtoC16: startNetmsg(NetmsgProtoC16),
-		GRPC:           startGRPC,
-		ARPC:           startARPC,
+		GWSRaw:              startGWSRaw,
+		GWSMux:              startGWSMux,
+		NetmsgJSON:          startNetmsg(NetmsgJSON),
+		NetmsgProto:         startNetmsg(NetmsgProto),
+		NetmsgJSONC16:       startNetmsg(NetmsgJSONC16),
+		NetmsgProtoC16:      startNetmsg(NetmsgProtoC16),
+		NetmsgJSONDispatch:  startNetmsg(NetmsgJSONDispatch),
+		NetmsgProtoDispatch: startNetmsg(NetmsgProtoDispatch),
+		GRPC:                startGRPC,
+		ARPC:                startARPC,
 	}[kind]
 	if start == nil {
 		return nil, fmt.Errorf("harness: unknown contender %q", kind)
