@@ -22,10 +22,10 @@ import (
 // straight into the output and read straight from the input.
 //
 // The output is encoding/json's to the byte. The decoder takes the common
-// input (members named exactly as the fields, strings without escapes,
-// padded base64) and refuses the rest, which then goes the general way: it
-// never accepts what encoding/json refuses, and where it accepts, it stores
-// what encoding/json stores.
+// input (members named exactly as the fields or like none of them, strings
+// without escapes, padded base64) and refuses the rest, which then goes the
+// general way: it never accepts what encoding/json refuses, and where it
+// accepts, it stores what encoding/json stores.
 type flatCodec struct {
 	fields []flatField
 }
@@ -331,9 +331,17 @@ func (c *flatCodec) decode(data []byte, sv reflect.Value) bool {
 		if !ok || !p.consume(':') {
 			return false
 		}
-		f := c.field(name)
-		if f == nil || !p.value(f, sv.Field(f.index)) {
+		switch f := c.field(name); {
+		case f != nil:
+			if !p.value(f, sv.Field(f.index)) {
+				return false
+			}
+		case c.mayMatch(name):
 			return false
+		default: // an unknown member: skipped, as encoding/json does
+			if !p.skipValue(0) {
+				return false
+			}
 		}
 		if p.consume(',') {
 			continue
@@ -342,9 +350,7 @@ func (c *flatCodec) decode(data []byte, sv reflect.Value) bool {
 	}
 }
 
-// field returns the field named exactly name, or nil. (Members matching a
-// field only without regard to case, and unknown members, are left to the
-// general path.)
+// field returns the field named exactly name, or nil.
 func (c *flatCodec) field(name []byte) *flatField {
 	for i := range c.fields {
 		if c.fields[i].name == string(name) {
@@ -352,6 +358,44 @@ func (c *flatCodec) field(name []byte) *flatField {
 		}
 	}
 	return nil
+}
+
+// mayMatch reports whether encoding/json could match a member named name
+// (not exactly a field's name) with a field regardless of case. Such
+// members are left to the general path; so are names with non-ASCII
+// letters, which Unicode folding may match with ASCII ones (the Kelvin
+// sign folds to k).
+func (c *flatCodec) mayMatch(name []byte) bool {
+	for _, b := range name {
+		if b >= utf8.RuneSelf {
+			return true
+		}
+	}
+	for i := range c.fields {
+		if equalFoldASCII(c.fields[i].name, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func equalFoldASCII(a string, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range len(a) {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // flatParser reads the input of flatCodec.decode.
@@ -473,6 +517,93 @@ func (p *flatParser) number() ([]byte, bool) {
 	}
 	p.i = i
 	return d[start:i], true
+}
+
+// maxSkipDepth bounds the nesting of an unknown member's value that
+// skipValue follows; deeper values are left to the general path (and its
+// depth limit).
+const maxSkipDepth = 64
+
+// skipValue reads one JSON value of any kind, checking it as encoding/json
+// does, and reports whether it was valid (false too when it nests deeper
+// than maxSkipDepth).
+func (p *flatParser) skipValue(depth int) bool {
+	p.skipSpace()
+	if p.i >= len(p.data) {
+		return false
+	}
+	switch c := p.data[p.i]; {
+	case c == '"':
+		return p.skipString()
+	case c == '{' || c == '[':
+		if depth >= maxSkipDepth {
+			return false
+		}
+		p.i++
+		end := byte(']')
+		if c == '{' {
+			end = '}'
+		}
+		if p.consume(end) {
+			return true
+		}
+		for {
+			if c == '{' {
+				p.skipSpace()
+				if p.i >= len(p.data) || p.data[p.i] != '"' || !p.skipString() || !p.consume(':') {
+					return false
+				}
+			}
+			if !p.skipValue(depth + 1) {
+				return false
+			}
+			if p.consume(',') {
+				continue
+			}
+			return p.consume(end)
+		}
+	case c == '-' || '0' <= c && c <= '9':
+		_, ok := p.number()
+		return ok
+	default:
+		return p.literal("true") || p.literal("false") || p.literal("null")
+	}
+}
+
+// skipString reads a string, checking its escapes and that it holds no
+// control characters (bytes that are not UTF-8 are valid JSON).
+func (p *flatParser) skipString() bool {
+	d := p.data
+	for i := p.i + 1; i < len(d); i++ {
+		switch c := d[i]; {
+		case c == '"':
+			p.i = i + 1
+			return true
+		case c < ' ':
+			return false
+		case c == '\\':
+			i++
+			if i >= len(d) {
+				return false
+			}
+			switch d[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+4 >= len(d) {
+					return false
+				}
+				for _, h := range d[i+1 : i+5] {
+					if !('0' <= h && h <= '9' || 'a' <= h && h <= 'f' || 'A' <= h && h <= 'F') {
+						return false
+					}
+				}
+				i += 4
+			default:
+				return false
+			}
+		}
+	}
+	return false
 }
 
 // value reads the member's value into fv as encoding/json would: null

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -154,5 +155,31 @@ func TestAppendBase64AtEveryOffset(t *testing.T) {
 				t.Fatalf("offset %d, %d bytes: %q, want %q", off, n, got, want)
 			}
 		}
+	}
+}
+
+// What the flat decoder takes itself and what it leaves to the general path
+// (whose results the compatibility cases compare with encoding/json).
+func TestJSONFlatDecoderTakes(t *testing.T) {
+	t.Parallel()
+	c := newFlatCodec(reflect.TypeFor[flatMsg]())
+	require.NotNil(t, c)
+	for _, in := range []string{
+		`{}`,
+		` {"Body":"AQ==","name":"n","n":-5,"f":1.5e-3,"ok":true,"named":null} `,
+		`{"future":{"a":[1,"x\u00e9\n",null,true]},"Body":""}`,
+		"{\"x\":\"a\xffb\",\"name\":\"héllo\"}",
+		`{"x":` + strings.Repeat(`{"a":`, 63) + "[]" + strings.Repeat("}", 63) + `}`,
+	} {
+		var v flatMsg
+		assert.True(t, c.decode([]byte(in), reflect.ValueOf(&v).Elem()), "%s", in)
+	}
+	for _, in := range []string{
+		`{"body":"AQ=="}`, `{"BODY":1}`, "{\"Bod\u017f\":1}", `{"naïve":1}`, `{"B\u006fdy":"AQ=="}`,
+		`{"name":"a\nb"}`, `{"Body":"AQ"}`, "{\"Body\":\"AQ\n==\"}", `{"n":1.5}`, `{"u":-1}`, `{"ok":1}`,
+		`{"x":` + strings.Repeat("[", 65) + strings.Repeat("]", 65) + `}`, `{"x":"\q"}`, `null`, `[]`, `{} {}`,
+	} {
+		var v flatMsg
+		assert.False(t, c.decode([]byte(in), reflect.ValueOf(&v).Elem()), "%s", in)
 	}
 }
