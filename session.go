@@ -21,8 +21,8 @@ import (
 // All methods may be called concurrently, and none of them waits on the
 // peer's socket: Send encodes and queues, and the session's writer does the
 // rest. Inbound messages and requests of one session are handled one at a
-// time in arrival order unless WithSessionConcurrency allows more; handlers
-// never run on the goroutine that reads the socket.
+// time in arrival order unless WithSessionConcurrency allows more; no handler
+// stalls the goroutine that reads the socket (see WithInlineHandlers).
 //
 // A session is made of four parts, each with its own small state and lock:
 // the outbound queue (outbound.go), the mailbox of inbound envelopes
