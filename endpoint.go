@@ -52,6 +52,9 @@ type endpoint struct {
 	// groups is the server's group membership; nil on a client.
 	groups *groupSet
 
+	// hbw ticks the sessions' heartbeats; nil when they are off.
+	hbw *hbWheel
+
 	stats endpointStats
 }
 
@@ -75,6 +78,7 @@ func (ep *endpoint) init(cfg *config) {
 	ep.fanWake = make(chan struct{})
 	ep.stopping = make(chan struct{})
 	ep.workerIdle = defaultWorkerIdle
+	ep.hbw = newHBWheel(ep)
 	ep.inl.ep = ep
 }
 

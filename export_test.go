@@ -32,3 +32,12 @@ func InlineCountsForTest(r Registrar) (runs, handoffs, watched uint64) {
 	}
 	return ep.inl.runs.Load(), ep.inl.handoffs.Load(), ep.inl.watched.Load()
 }
+
+// HeartbeatWheelForTest reports how many sessions srv's heartbeat wheel
+// holds and whether its timer is set.
+func HeartbeatWheelForTest(srv *Server) (sessions int, armed bool) {
+	w := srv.ep.hbw
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.sessions), w.armed
+}

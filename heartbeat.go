@@ -21,9 +21,8 @@ import (
 type heartbeat struct {
 	mu      sync.Mutex
 	stopped bool
-	// The session's place in its wheel, under the wheel's lock.
+	// The session's place in its endpoint's wheel, under the wheel's lock.
 	inWheel bool
-	slot    uint8
 	idx     int32
 
 	lastRx uint64
@@ -46,12 +45,12 @@ func (cfg *config) heartbeatPeriod() time.Duration {
 	return max(cfg.heartbeatInterval, 0)
 }
 
-// startHeartbeat puts the session on its wheel: the first tick comes within
-// the last 1/hbSlots of a period from now. With heartbeats and the frame
-// timeout both off it does nothing.
+// startHeartbeat puts the session on its endpoint's wheel: the first tick
+// comes within the last 1/hbSlots of a period from now. With heartbeats and
+// the frame timeout both off it does nothing.
 func (s *Session) startHeartbeat() {
-	period := s.ep.cfg.heartbeatPeriod()
-	if period <= 0 {
+	w := s.ep.hbw
+	if w == nil {
 		return
 	}
 	s.hb.mu.Lock()
@@ -61,7 +60,7 @@ func (s *Session) startHeartbeat() {
 	}
 	now := time.Now()
 	s.hb.quiet = monoNanos(now)
-	wheelFor(period).add(s, now)
+	w.add(s, now)
 }
 
 func (s *Session) stopHeartbeat() {
@@ -69,8 +68,8 @@ func (s *Session) stopHeartbeat() {
 	was := s.hb.stopped
 	s.hb.stopped = true
 	s.hb.mu.Unlock()
-	if period := s.ep.cfg.heartbeatPeriod(); period > 0 && !was {
-		wheelFor(period).remove(s)
+	if w := s.ep.hbw; w != nil && !was {
+		w.remove(s)
 	}
 }
 
@@ -79,50 +78,54 @@ func (s *Session) stopHeartbeat() {
 // period-period/hbSlots and period after it joined.
 const hbSlots = 64
 
-// hbWheel ticks the heartbeats of all sessions with one period. A session
-// joins the slot of the time it starts and stays there; the wheel's one
-// timer fires at the next slot that has sessions, ticks them (on the timer's
-// goroutine, one after the other: a tick never blocks) and skips empty
-// slots, so a wheel with one session wakes once per period.
+// hbWheel ticks the heartbeats of an endpoint's sessions, all with the
+// same period, on one timer. Time is cut into slots of period/hbSlots,
+// numbered from monoEpoch; a session belongs to the slot it started in
+// (modulo hbSlots) and ticks whenever a slot of that number modulo hbSlots
+// comes. The timer is set for the next slot that has a session, so a wheel
+// with one session wakes once per period. A firing ticks the sessions whose
+// slot has come on the timer's goroutine, one after the other (a tick does
+// not block), and hands their pings to the endpoint's fan-out writers.
 type hbWheel struct {
-	period time.Duration
-	d      int64 // nanoseconds per slot
+	ep *endpoint
+	d  int64 // nanoseconds per slot
 
-	mu    sync.Mutex
-	slots [hbSlots][]*Session
-	n     int
-	// Slots are numbered by absolute time (monoNanos / d); a slot's
-	// sessions sit at its number modulo hbSlots. done is the last number
-	// ticked (or skipped, being empty), target the number the timer is set
-	// for; every number between them is empty.
+	mu       sync.Mutex
+	sessions []*Session
+	slot     []uint8 // slot[i] is the slot of sessions[i]
+	// done is the number of the last slot ticked (or passed, empty), target
+	// the number the timer is set for; the slots between them are empty.
 	done, target int64
 	armed        bool
 	timer        *time.Timer
 }
 
-var wheels struct {
-	mu sync.Mutex
-	m  map[time.Duration]*hbWheel
+// newHBWheel returns the endpoint's wheel, or nil with heartbeats and the
+// frame timeout both off.
+func newHBWheel(ep *endpoint) *hbWheel {
+	period := ep.cfg.heartbeatPeriod()
+	if period <= 0 {
+		return nil
+	}
+	return &hbWheel{ep: ep, d: max(int64(period)/hbSlots, 1)}
 }
 
-// wheelFor returns the wheel of a period, made on first use.
-func wheelFor(period time.Duration) *hbWheel {
-	wheels.mu.Lock()
-	defer wheels.mu.Unlock()
-	w := wheels.m[period]
-	if w == nil {
-		if wheels.m == nil {
-			wheels.m = make(map[time.Duration]*hbWheel)
-		}
-		w = &hbWheel{period: period, d: max(int64(period)/hbSlots, 1)}
-		wheels.m[period] = w
+// slotAt returns the number of the slot t falls in.
+func (w *hbWheel) slotAt(t time.Time) int64 {
+	n := monoNanos(t)
+	q := n / w.d
+	if n%w.d < 0 {
+		q-- // floor, for a clock before monoEpoch (a test's fake clock)
 	}
-	return w
+	return q
 }
+
+// mod returns n modulo hbSlots, in [0, hbSlots).
+func mod(n int64) int64 { return (n%hbSlots + hbSlots) % hbSlots }
 
 // add puts s in the slot of now. The caller holds s.hb.mu.
 func (w *hbWheel) add(s *Session, now time.Time) {
-	cur := monoNanos(now) / w.d
+	cur := w.slotAt(now)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.armed {
@@ -134,10 +137,9 @@ func (w *hbWheel) add(s *Session, now time.Time) {
 		// tick, a whole turn later, is no earlier than the timer's target.
 		w.done = max(w.done, min(cur, w.target-1))
 	}
-	slot := uint8(w.done % hbSlots)
-	s.hb.inWheel, s.hb.slot, s.hb.idx = true, slot, int32(len(w.slots[slot]))
-	w.slots[slot] = append(w.slots[slot], s)
-	w.n++
+	s.hb.inWheel, s.hb.idx = true, int32(len(w.sessions))
+	w.sessions = append(w.sessions, s)
+	w.slot = append(w.slot, uint8(mod(w.done)))
 }
 
 // remove takes s off the wheel, if it is on it.
@@ -147,24 +149,20 @@ func (w *hbWheel) remove(s *Session) {
 	if !s.hb.inWheel {
 		return
 	}
-	q := w.slots[s.hb.slot]
-	last := len(q) - 1
-	if i := s.hb.idx; int(i) != last {
-		q[i] = q[last]
-		q[i].hb.idx = i
-	}
-	q[last] = nil
-	if last == 0 {
-		q = nil // an emptied slot keeps no array
-	} else {
-		q = q[:last]
-	}
-	w.slots[s.hb.slot] = q
 	s.hb.inWheel = false
-	w.n--
-	if w.n == 0 && w.armed {
-		w.timer.Stop()
-		w.armed = false
+	last := len(w.sessions) - 1
+	if i := s.hb.idx; int(i) != last {
+		w.sessions[i], w.slot[i] = w.sessions[last], w.slot[last]
+		w.sessions[i].hb.idx = i
+	}
+	w.sessions[last] = nil
+	w.sessions, w.slot = w.sessions[:last], w.slot[:last]
+	if last == 0 {
+		w.sessions, w.slot = nil, nil // an emptied wheel keeps no arrays
+		if w.armed {
+			w.timer.Stop()
+			w.armed = false
+		}
 	}
 }
 
@@ -179,42 +177,54 @@ func (w *hbWheel) arm(target int64, now time.Time) {
 	}
 }
 
+// advance returns the sessions whose slots have come by slot number cur and
+// sets the timer for the next slot that has any; w.mu is held.
+func (w *hbWheel) advance(cur int64, now time.Time) []*Session {
+	// The numbers done+1 … cur have come (a whole turn at most); the next
+	// one of each slot after cur is 1 to hbSlots away.
+	span := min(cur-w.done, hbSlots)
+	next := int64(hbSlots)
+	var due []*Session
+	for i, sl := range w.slot {
+		if mod(int64(sl)-(w.done+1)) < span {
+			due = append(due, w.sessions[i])
+		}
+		next = min(next, mod(int64(sl)-cur-1)+1)
+	}
+	w.done = cur
+	w.armed = false
+	if len(w.sessions) > 0 {
+		w.arm(cur+next, now)
+	}
+	return due
+}
+
 // fire ticks the sessions whose slots have come and sets the timer for the
 // next slot that has any.
 func (w *hbWheel) fire() {
 	now := time.Now()
-	cur := monoNanos(now) / w.d
+	cur := w.slotAt(now)
 	w.mu.Lock()
 	if !w.armed || cur < w.target {
-		// Stopped, or re-armed for later, after this run was due.
+		// Stopped, or set again for later after this run was due.
 		w.mu.Unlock()
 		return
 	}
-	var due []*Session
-	for i := w.done + 1; i <= cur && i <= w.done+hbSlots; i++ {
-		due = append(due, w.slots[i%hbSlots]...)
-	}
-	w.done = cur
-	w.armed = false
-	for i := int64(1); i <= hbSlots && w.n > 0; i++ {
-		if len(w.slots[(cur+i)%hbSlots]) > 0 {
-			w.arm(cur+i, now)
-			break
-		}
-	}
+	due := w.advance(cur, now)
 	w.mu.Unlock()
 	// The pings go to the endpoint's fan-out writers, a chunk at a time:
 	// a whole slot pings at once, and must not start a writer each.
 	var starts []*outbound
-	for i, s := range due {
+	for _, s := range due {
 		if o := s.tick(); o != nil {
 			starts = append(starts, o)
-		}
-		if n := len(starts); n > 0 && (n == fanChunk || i == len(due)-1 || due[i+1].ep != starts[0].s.ep) {
-			starts[0].s.ep.fanAdd(starts)
-			starts = starts[:0]
+			if len(starts) == fanChunk {
+				w.ep.fanAdd(starts)
+				starts = starts[:0]
+			}
 		}
 	}
+	w.ep.fanAdd(starts)
 }
 
 // tick checks the session's link and queues its ping. It returns the

@@ -43,48 +43,64 @@ func TestSessionDoneMadeOnDemand(t *testing.T) {
 	<-never.doneChan()
 }
 
-// The wheel's bookkeeping: slots, indexes after swap-removal, and its timer
-// armed only while it has sessions.
-func TestHeartbeatWheelSlots(t *testing.T) {
-	w := &hbWheel{period: time.Hour, d: int64(time.Hour) / hbSlots} // never fires here
+// The wheel's bookkeeping: which slot a session joins, which sessions a
+// firing ticks, when the timer is set for, indexes after swap-removal, and
+// a timer only while the wheel has sessions. Slots are an hour/64 long here,
+// so the real timer never fires during the test.
+func TestHeartbeatWheel(t *testing.T) {
+	w := &hbWheel{d: int64(time.Hour) / hbSlots}
+	at := func(n int64) time.Time { return monoEpoch.Add(time.Duration(n*w.d + w.d/2)) }
+	base := w.slotAt(time.Now()) + 1000
 	ss := make([]*Session, 5)
-	now := time.Now()
 	for i := range ss {
 		ss[i] = new(Session)
-		w.add(ss[i], now)
 	}
+	w.add(ss[0], at(base))
 	require.True(t, w.armed)
 	defer w.timer.Stop()
-	cur := monoNanos(now) / w.d
-	assert.Equal(t, cur+hbSlots, w.target, "the first tick a period after the first session joined")
-	slot := ss[0].hb.slot
-	for i, s := range ss {
-		assert.True(t, s.hb.inWheel)
-		assert.Equal(t, slot, s.hb.slot, "joined within one slot")
-		assert.Equal(t, int32(i), s.hb.idx)
-	}
-	// A later session joins the slot of its own time, and must not come
-	// before the timer's target.
-	later := new(Session)
-	w.add(later, now.Add(time.Hour/hbSlots*3))
-	assert.Equal(t, uint8((cur+3)%hbSlots), later.hb.slot)
-	w.remove(later)
+	assert.Equal(t, base+hbSlots, w.target, "the first tick a period after the first session joined")
+	w.add(ss[1], at(base))
+	// Later sessions join the slot of their own time; the timer stays.
+	w.add(ss[2], at(base+3))
+	w.add(ss[3], at(base+10))
+	assert.Equal(t, base+hbSlots, w.target)
+	assert.Equal(t, []uint8{uint8(mod(base)), uint8(mod(base)), uint8(mod(base + 3)), uint8(mod(base + 10))}, w.slot)
+
+	due := w.advance(base+hbSlots, at(base+hbSlots))
+	assert.ElementsMatch(t, ss[:2], due, "a period after they joined")
+	assert.Equal(t, base+3+hbSlots, w.target, "then the next slot with sessions")
+	// Late: two slots' worth have come at once.
+	due = w.advance(base+10+hbSlots, at(base+10+hbSlots))
+	assert.ElementsMatch(t, ss[2:4], due)
+	assert.Equal(t, base+2*hbSlots, w.target, "the first two again, a turn after their last tick")
+	// Very late: everyone once.
+	due = w.advance(base+5*hbSlots, at(base+5*hbSlots))
+	assert.ElementsMatch(t, ss[:4], due)
+	// One joining while the timer is set for a later slot counts the empty
+	// slots before it as done, so its first tick is a whole turn away.
+	w.done, w.target = base+5*hbSlots, base+5*hbSlots+3
+	w.add(ss[4], at(base+5*hbSlots+2))
+	assert.Equal(t, uint8(mod(base+5*hbSlots+2)), w.slot[4])
 
 	w.remove(ss[1])
 	assert.False(t, ss[1].hb.inWheel)
-	q := w.slots[slot]
-	require.Len(t, q, 4)
-	for i, s := range q {
+	require.Len(t, w.sessions, 4)
+	for i, s := range w.sessions {
 		assert.Equal(t, int32(i), s.hb.idx, "indexes follow the swap")
 	}
-	assert.Same(t, ss[4], q[1])
+	assert.Same(t, ss[4], w.sessions[1])
+	assert.Equal(t, uint8(mod(base+5*hbSlots+2)), w.slot[1], "the slot moves with its session")
 	w.remove(ss[1]) // twice: nothing
 	for _, s := range []*Session{ss[0], ss[2], ss[3], ss[4]} {
 		w.remove(s)
 	}
-	assert.Zero(t, w.n)
-	assert.Nil(t, w.slots[slot], "an emptied slot keeps no array")
+	assert.Nil(t, w.sessions, "an emptied wheel keeps no arrays")
 	assert.False(t, w.armed, "no timer without sessions")
+
+	// A clock before monoEpoch (a test's fake clock) still maps to a slot.
+	early := monoEpoch.Add(-time.Duration(3*w.d + 1))
+	assert.Equal(t, int64(-4), w.slotAt(early))
+	assert.Equal(t, int64(hbSlots-4), mod(w.slotAt(early)))
 }
 
 // The base context is made on first use; one made after the close began is

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -224,4 +225,44 @@ func TestSessionBaseContext(t *testing.T) {
 		}
 		assert.NoError(t, ctx.Err(), "the request's end does not end the session's context")
 	}
+}
+
+// Sessions come and go while the heartbeat wheel ticks them every 10 ms
+// (run with -race): every session that closed leaves the wheel, and a wheel
+// without sessions has no timer set.
+func TestHeartbeatWheelChurn(t *testing.T) {
+	t.Parallel()
+	srv, cli := pair(t, []netmsg.ServerOption{netmsg.WithHeartbeat(10*time.Millisecond, time.Second)}, nil, nil)
+	url := cli.URL()
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 8 {
+				c := netmsg.NewClient(url, netmsg.WithHeartbeat(10*time.Millisecond, time.Second))
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				err := c.Connect(ctx)
+				cancel()
+				if !assert.NoError(t, err, "client %d/%d", w, i) {
+					return
+				}
+				time.Sleep(time.Duration(5+(w*8+i)%20) * time.Millisecond) // across a few ticks
+				assert.NoError(t, c.Close())
+			}
+		}()
+	}
+	wg.Wait()
+	require.Eventually(t, func() bool {
+		n, _ := netmsg.HeartbeatWheelForTest(srv)
+		return n == 1
+	}, 5*time.Second, time.Millisecond, "only the pair's own session is left on the wheel")
+	n, armed := netmsg.HeartbeatWheelForTest(srv)
+	assert.Equal(t, 1, n)
+	assert.True(t, armed, "its session ticks")
+	require.NoError(t, cli.Close())
+	require.Eventually(t, func() bool {
+		n, armed := netmsg.HeartbeatWheelForTest(srv)
+		return n == 0 && !armed
+	}, 5*time.Second, time.Millisecond, "no session, no timer")
 }
