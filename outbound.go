@@ -269,13 +269,7 @@ func (o *outbound) flushQuick() {
 	fs := sc.layout(batch, ponging, pinging, pongN)
 	pending, err := o.s.conn.WriteFramesNow(fs)
 	sc.done(fs)
-	n := releaseBatch(batch)
-
-	o.mu.Lock()
-	o.cost -= n
-	if cap(batch) <= 256 {
-		o.spare = batch[:0]
-	}
+	o.settle(batch)
 	if err != nil {
 		o.mu.Unlock()
 		o.failed(err)
@@ -327,6 +321,17 @@ func (sc *writeScratch) done(fs []transport.Frame) {
 	clear(fs)
 	if cap(fs) <= 256 {
 		sc.frames = fs[:0]
+	}
+}
+
+// settle releases a written (or dropped) batch, takes its cost off the queue
+// and keeps its slice for the next batch. It returns with o.mu held.
+func (o *outbound) settle(batch []*frame) {
+	n := releaseBatch(batch)
+	o.mu.Lock()
+	o.cost -= n
+	if cap(batch) <= 256 {
+		o.spare = batch[:0]
 	}
 }
 
@@ -566,12 +571,7 @@ func (o *outbound) flush() {
 			err = o.write(fs)
 			sc.done(fs)
 		}
-		n := releaseBatch(batch)
-		o.mu.Lock()
-		o.cost -= n
-		if cap(batch) <= 256 {
-			o.spare = batch[:0]
-		}
+		o.settle(batch)
 		o.mu.Unlock()
 		if err != nil {
 			o.failed(err)
