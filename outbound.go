@@ -179,30 +179,46 @@ func (o *outbound) pushOwn(f *frame) (flush bool) {
 	return start
 }
 
+// readLoopFlushAfter is how many answers the read loop holds at most before
+// it writes them: pipelined requests are answered in groups rather than all
+// at once after the last, so the peer starts on the first ones sooner (1×16
+// 4 KiB protobuf 0.60× → 0.70× raw gws, 128 B 0.97× → 0.98×, in three
+// alternated runs against holding until the next read; bench/README.md).
+const readLoopFlushAfter = 4
+
 // pushHeld queues a frame produced on the read loop. When no writer runs,
 // the read loop takes the writing and does it just before its next read
-// (flushHeld), so what it produces meanwhile goes in the same write.
+// (flushHeld), or once readLoopFlushAfter frames wait, so what it produces
+// meanwhile goes in the same write.
 func (o *outbound) pushHeld(f *frame, canHold bool) {
-	start, _ := o.enqueueHold(f, canHold)
+	start, _, n := o.enqueueHold(f, canHold)
 	if start {
 		o.s.ep.startWriter(o)
+		return
+	}
+	if n >= readLoopFlushAfter && o.held.Load() && o.held.Swap(false) {
+		o.flushQuick()
 	}
 }
 
 // enqueue adds f to the queue and reports whether the caller must start the
 // writer. A frame that is refused (ok false) is released.
-func (o *outbound) enqueue(f *frame) (start, ok bool) { return o.enqueueHold(f, false) }
+func (o *outbound) enqueue(f *frame) (start, ok bool) {
+	start, ok, _ = o.enqueueHold(f, false)
+	return start, ok
+}
 
 // enqueueHold is enqueue; with hold, the read loop takes the writing instead
-// of starting a writer, when it can write without waiting on the socket.
-func (o *outbound) enqueueHold(f *frame, hold bool) (start, ok bool) {
+// of starting a writer, when it can write without waiting on the socket. n
+// is how many frames are queued with f.
+func (o *outbound) enqueueHold(f *frame, hold bool) (start, ok bool, n int) {
 	c := f.cost()
 	max := o.s.ep.cfg.maxQueuedBytes
 	o.mu.Lock()
 	if o.state != outOpen {
 		o.mu.Unlock()
 		f.release()
-		return false, false
+		return false, false, 0
 	}
 	if o.cost > 0 && o.cost+c > max {
 		would := o.cost + c
@@ -211,7 +227,7 @@ func (o *outbound) enqueueHold(f *frame, hold bool) (start, ok bool) {
 		o.s.ep.stats.slowConsumers.Add(1)
 		o.s.abort(&CloseError{Reason: CloseSlowConsumer, Code: closeCodeTryAgainLater, Text: "outbound queue full",
 			Err: fmt.Errorf("netmsg: %d bytes queued, limit %d", would, max)})
-		return false, false
+		return false, false, 0
 	}
 	o.q = append(o.q, f)
 	o.cost += c
@@ -221,8 +237,9 @@ func (o *outbound) enqueueHold(f *frame, hold bool) (start, ok bool) {
 		o.held.Store(true)
 		start = false
 	}
+	n = len(o.q)
 	o.mu.Unlock()
-	return start, true
+	return start, true, n
 }
 
 // flushHeld writes what the read loop holds, if anything; the read loop
