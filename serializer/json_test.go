@@ -61,7 +61,6 @@ func TestJSONRoundTrip(t *testing.T) {
 func TestJSONErrors(t *testing.T) {
 	t.Parallel()
 	s := JSON{}
-	var unsupported *json.UnsupportedTypeError
 	for name, v := range map[string]any{
 		"channel":         make(chan int),
 		"func":            func() {},
@@ -71,6 +70,7 @@ func TestJSONErrors(t *testing.T) {
 	} {
 		t.Run("marshal "+name, func(t *testing.T) {
 			t.Parallel()
+			var unsupported *json.UnsupportedTypeError // one per subtest: they run in parallel
 			_, err := s.Marshal(v)
 			require.Error(t, err)
 			assert.True(t, errors.As(err, &unsupported), "%T", err)
