@@ -243,9 +243,9 @@ func (o *outbound) enqueueHold(f *frame, hold bool) (start, ok bool, n int) {
 }
 
 // flushHeld writes what the read loop holds, if anything; the read loop
-// calls it just before it reads from the socket. It waits for the socket at
-// most readLoopWriteWait: what the socket has not taken by then goes on with
-// a writer goroutine.
+// calls it just before it reads from the socket. It never waits for the
+// socket (flushQuick): what the socket does not take goes on with a writer
+// goroutine.
 func (o *outbound) flushHeld() {
 	if !o.held.Load() || !o.held.Swap(false) {
 		return
@@ -294,8 +294,15 @@ func (o *outbound) flushQuick() {
 
 		fs := sc.layout(batch, ponging, pinging, pongN)
 		pending, err := o.s.conn.WriteFramesNow(fs)
+		tail := 0
+		if pending {
+			tail = o.s.conn.PendingBytes()
+		}
 		sc.done(fs)
 		o.settle(batch)
+		// The rest the socket did not take still holds memory: it counts
+		// against MaxQueuedBytes until the writer has written it (flush).
+		o.cost += tail
 		if err != nil {
 			o.mu.Unlock()
 			o.failed(err)
@@ -558,9 +565,13 @@ func (o *outbound) flushOwn() { o.flush() }
 func (o *outbound) flush() {
 	sc := scratchPool.Get().(*writeScratch)
 	defer scratchPool.Put(sc)
-	if o.s.conn.Pending() {
+	if tail := o.s.conn.PendingBytes(); tail > 0 {
 		// What a write that did not wait left (flushQuick) goes first.
-		if err := o.write(nil); err != nil {
+		err := o.write(nil)
+		o.mu.Lock()
+		o.cost = max(o.cost-tail, 0) // a close may have emptied the queue meanwhile
+		o.mu.Unlock()
+		if err != nil {
 			o.failed(err)
 			return
 		}

@@ -68,10 +68,16 @@ func (c *Conn) WriteFramesNow(fs []Frame) (pending bool, err error) {
 }
 
 // Pending reports whether a rest of WriteFramesNow's waits to be written.
-func (c *Conn) Pending() bool {
+func (c *Conn) Pending() bool { return c.PendingBytes() > 0 }
+
+// PendingBytes returns the size of that rest, 0 if there is none.
+func (c *Conn) PendingBytes() int {
 	c.nc.wmu.Lock()
 	defer c.nc.wmu.Unlock()
-	return c.nc.nw != nil && len(c.nc.nw.tail) > 0
+	if c.nc.nw == nil {
+		return 0
+	}
+	return len(c.nc.nw.tail)
 }
 
 // writeTail writes what a non-blocking write left, waiting for the socket;
@@ -88,16 +94,6 @@ func (c *netConn) writeTail() error {
 	}
 	c.nw.tail = nil
 	return nil
-}
-
-// WriteRaw writes bytes that are already framed: the rest WriteFramesUntil
-// returned.
-func (c *Conn) WriteRaw(b []byte) error {
-	c.nc.wmu.Lock()
-	defer c.nc.wmu.Unlock()
-	n, err := c.nc.Conn.Write(b)
-	c.nc.tx.Add(uint64(n))
-	return err
 }
 
 func (c *Conn) writeFrames(fs []Frame, now bool) (pending bool, err error) {
