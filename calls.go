@@ -3,6 +3,7 @@ package netmsg
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/netmsg/netmsg/internal/wire"
@@ -31,7 +32,12 @@ type calls struct {
 	// are forgotten first.
 	abandoned     map[uint64]struct{}
 	abandonedRing []uint64
-	abandonedNext int
+	abandonedNext int32
+
+	// waking counts the callers handed their answer (deliver) that have not
+	// yet taken it: goroutines made runnable that may be about to send
+	// again on this session (outbound.push).
+	waking atomic.Int32
 }
 
 type callResult struct {
@@ -189,6 +195,14 @@ func (cs *calls) take(id uint64) (c *call, late bool) {
 	return c, late
 }
 
+// took notes that a caller has taken its result: one fewer is waking if
+// deliver handed it over.
+func (cs *calls) took(r callResult) {
+	if r.in != nil {
+		cs.waking.Add(-1)
+	}
+}
+
 func (cs *calls) len() int {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
@@ -208,6 +222,7 @@ func (s *Session) deliver(in *inbound) {
 		in.recycle()
 		return
 	}
+	s.calls.waking.Add(1)
 	c.ch <- callResult{in: in}
 }
 
@@ -254,6 +269,7 @@ func (s *Session) callNamed(ctx context.Context, name string, req any, md map[st
 		}
 		r := <-c.ch // the session closed meanwhile and answered the call
 		callPool.Put(c)
+		s.calls.took(r)
 		return nil, r.err
 	}
 
@@ -261,6 +277,7 @@ func (s *Session) callNamed(ctx context.Context, name string, req any, md map[st
 	select {
 	case r := <-c.ch:
 		callPool.Put(c)
+		s.calls.took(r)
 		return r.result()
 	case <-ctx.Done():
 		cause = ctx.Err()
@@ -272,6 +289,7 @@ func (s *Session) callNamed(ctx context.Context, name string, req any, md map[st
 	}
 	r := <-c.ch // an answer is being delivered; it is late
 	callPool.Put(c)
+	s.calls.took(r)
 	if r.in != nil {
 		s.ep.stats.lateResponses.Add(1)
 		r.in.recycle()

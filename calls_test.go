@@ -3,6 +3,7 @@ package netmsg_test
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,4 +78,59 @@ func TestDefaultTimeoutsShareOneTimer(t *testing.T) {
 		pending, armed := netmsg.PendingCallsForTest(cli.Session())
 		return pending == 0 && !armed
 	}, 5*time.Second, 10*time.Millisecond, "the call timer stays armed with nothing pending")
+}
+
+// Every answer handed to a caller is taken back off the session's count of
+// waking callers (which makes a sender yield before it writes, so that the
+// next requests of callers just answered share its write): answers,
+// errors, and answers that raced with their caller giving up.
+func TestWakingCallersBalance(t *testing.T) {
+	t.Parallel()
+	_, cli := pair(t, []netmsg.ServerOption{netmsg.WithSessionConcurrency(8)}, nil,
+		func(srv *netmsg.Server, _ *netmsg.Client) {
+			netmsg.AddRequestHandler(srv, func(_ context.Context, _ *netmsg.Session, p Ping) (Pong, error) {
+				switch p.N % 3 {
+				case 1:
+					return Pong{}, netmsg.Errorf(netmsg.CodeInvalidArgument, "odd one %d", p.N)
+				case 2:
+					time.Sleep(time.Duration(p.N%5) * 100 * time.Microsecond)
+				}
+				return Pong{N: p.N}, nil
+			})
+		})
+	const callers, each = 16, 200
+	var answered, failed, gaveUp atomic.Int64
+	var wg sync.WaitGroup
+	for g := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				n := g*each + i
+				ctx, cancel := context.Background(), context.CancelFunc(func() {})
+				if n%4 == 0 {
+					// Gives up around the time the answer comes, so some
+					// answers race with the abandon.
+					ctx, cancel = context.WithTimeout(ctx, time.Duration(n%7)*50*time.Microsecond)
+				}
+				_, err := netmsg.SendRequest(ctx, cli, Ping{N: n})
+				cancel()
+				switch {
+				case err == nil:
+					answered.Add(1)
+				case netmsg.CodeOf(err) == netmsg.CodeInvalidArgument:
+					failed.Add(1)
+				default:
+					require.ErrorIs(t, err, context.DeadlineExceeded)
+					gaveUp.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("answered %d, errors %d, gave up %d", answered.Load(), failed.Load(), gaveUp.Load())
+	assert.Positive(t, answered.Load())
+	assert.Positive(t, failed.Load())
+	assert.Equal(t, int64(callers*each), answered.Load()+failed.Load()+gaveUp.Load())
+	assert.Equal(t, 0, netmsg.WakingCallersForTest(cli.Session()))
 }

@@ -41,3 +41,7 @@ func HeartbeatWheelForTest(srv *Server) (sessions int, armed bool) {
 	defer w.mu.Unlock()
 	return len(w.sessions), w.armed
 }
+
+// WakingCallersForTest reports how many callers of s were handed their
+// answers and have not taken them yet.
+func WakingCallersForTest(s *Session) int { return int(s.calls.waking.Load()) }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -164,6 +165,12 @@ func (o *outbound) push(f *frame) error {
 	}
 	if start {
 		if o.s.conn.CanWriteNow() {
+			if o.s.calls.waking.Load() > 0 {
+				// Callers of this session were just handed their
+				// answers and are runnable: let them queue their next
+				// requests first, so that they leave in this write.
+				runtime.Gosched()
+			}
 			o.flushQuick()
 		} else {
 			o.s.ep.startWriter(o)
