@@ -67,10 +67,8 @@ func (c *Conn) WriteFramesNow(fs []Frame) (pending bool, err error) {
 	return c.writeFrames(fs, true)
 }
 
-// Pending reports whether a rest of WriteFramesNow's waits to be written.
-func (c *Conn) Pending() bool { return c.PendingBytes() > 0 }
-
-// PendingBytes returns the size of that rest, 0 if there is none.
+// PendingBytes returns the size of the rest a WriteFramesNow left to be
+// written, 0 if there is none.
 func (c *Conn) PendingBytes() int {
 	c.nc.wmu.Lock()
 	defer c.nc.wmu.Unlock()
